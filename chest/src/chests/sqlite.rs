@@ -1,0 +1,290 @@
+//! The embedded default: SQLite through rusqlite (bundled SQLite).
+//!
+//! One writer thread owns the connection (WAL journal, a busy timeout, `synchronous=NORMAL`:
+//! durable across a crash of the process, not of the machine). Each write is one transaction of
+//! prepared multi-row inserts; writes that arrive while the thread is busy are committed together
+//! (group commit), and if such a group fails each write is retried alone so one bad write cannot
+//! fail the others.
+//!
+//! ```no_run
+//! use chest::chests::sqlite::SqliteChest;
+//!
+//! # fn main() -> Result<(), chest::Error> {
+//! // Flask-Chest's table name; the default is `chest`.
+//! let chest = SqliteChest::builder("chest.db").table("flask_chest").build()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The table:
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `unique_id` | INTEGER PRIMARY KEY AUTOINCREMENT | Flask-Chest |
+//! | `request_id` | TEXT | Flask-Chest; indexed |
+//! | `name` | TEXT | Flask-Chest |
+//! | `value` | TEXT | Flask-Chest: the value's text form |
+//! | `value_num` | REAL | the number for int, float (finite) and bool (0/1); else NULL |
+//! | `value_type` | TEXT | `int`, `float`, `bool`, `text` or `json` |
+//! | `method` | TEXT | HTTP method |
+//! | `route` | TEXT | route template, NULL when none matched |
+//! | `recorded_at` | TEXT | UTC, RFC 3339 with microseconds |
+//!
+//! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::sql::{self, Dialect, Row};
+use crate::{BoxFuture, Chest, ChestError, Error, Record};
+
+/// Rows per prepared insert: 64 × 8 bound values, well under SQLite's limit of 32,766.
+const CHUNK_ROWS: usize = 64;
+/// The most rows the writer thread commits in one group.
+const MAX_GROUP_ROWS: usize = 20_000;
+
+/// A chest that writes to a SQLite file. Clones share one writer thread, which ends when the last
+/// clone is dropped (after finishing the writes already sent).
+#[derive(Clone)]
+pub struct SqliteChest {
+    name: Arc<str>,
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    records: Vec<Record>,
+    done: oneshot::Sender<rusqlite::Result<()>>,
+}
+
+/// Settings of a [`SqliteChest`].
+#[derive(Debug, Clone)]
+pub struct SqliteChestBuilder {
+    path: PathBuf,
+    table: String,
+    busy_timeout: Duration,
+}
+
+impl SqliteChest {
+    /// Opens (or creates) the database at `path` with the default settings.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::builder(path).build()
+    }
+
+    /// Settings for the database at `path`: table `chest`, busy timeout 5 s.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteChestBuilder {
+        SqliteChestBuilder {
+            path: path.as_ref().to_owned(),
+            table: sql::DEFAULT_TABLE.to_owned(),
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteChestBuilder {
+    /// The table to write (default `chest`; `flask_chest` for Flask-Chest's). It must match
+    /// `[A-Za-z_][A-Za-z0-9_]{0,63}`.
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// How long a write waits for another connection's lock before failing (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens the database, creates the table and its index if missing (or checks an existing
+    /// table's columns), and starts the writer thread.
+    pub fn build(self) -> Result<SqliteChest, Error> {
+        sql::validate_identifier(&self.table)?;
+        let name = format!("sqlite:{}", self.path.display());
+        let conn =
+            open(&self.path, &self.table, self.busy_timeout).map_err(|e| e.into_error(&name))?;
+        let (jobs, queue) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            inserts: (0..=CHUNK_ROWS)
+                .map(|rows| Dialect::Sqlite.insert(&self.table, rows))
+                .collect(),
+        };
+        std::thread::Builder::new()
+            .name("chest-sqlite".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|e| Error::backend(&name, e))?;
+        Ok(SqliteChest {
+            name: Arc::from(name),
+            jobs,
+        })
+    }
+}
+
+enum OpenError {
+    Sqlite(rusqlite::Error),
+    Schema(Error),
+}
+
+impl OpenError {
+    fn into_error(self, chest: &str) -> Error {
+        match self {
+            OpenError::Sqlite(e) => Error::backend(chest, e),
+            OpenError::Schema(e) => e,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        OpenError::Sqlite(e)
+    }
+}
+
+fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, OpenError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(CHUNK_ROWS + 8);
+    let columns = table_columns(&conn, table)?;
+    if columns.is_empty() {
+        conn.execute_batch(&Dialect::Sqlite.create_table(table))?;
+    } else {
+        sql::check_columns(table, &columns).map_err(OpenError::Schema)?;
+    }
+    conn.execute_batch(&Dialect::Sqlite.create_index(table))?;
+    Ok(conn)
+}
+
+/// The column names of `table` (validated), empty when it does not exist.
+pub(crate) fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(1))?;
+    names.collect()
+}
+
+struct Writer {
+    conn: Connection,
+    /// `inserts[n]`: the insert statement for `n` rows.
+    inserts: Vec<String>,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        while let Ok(first) = queue.recv() {
+            let mut rows = first.records.len();
+            let mut group = vec![first];
+            while rows < MAX_GROUP_ROWS {
+                match queue.try_recv() {
+                    Ok(job) => {
+                        rows += job.records.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        tracing::debug!(target: "chest", "sqlite writer thread stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<Job>) {
+        if group.len() > 1 {
+            let all: Vec<&Record> = group.iter().flat_map(|j| &j.records).collect();
+            if self.insert(&all).is_ok() {
+                for job in group {
+                    let _ = job.done.send(Ok(()));
+                }
+                return;
+            }
+        }
+        // Alone, so that one bad write fails only itself.
+        for job in group {
+            let refs: Vec<&Record> = job.records.iter().collect();
+            let _ = job.done.send(self.insert(&refs));
+        }
+    }
+
+    fn insert(&mut self, records: &[&Record]) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for chunk in records.chunks(CHUNK_ROWS) {
+            let mut stmt = tx.prepare_cached(&self.inserts[chunk.len()])?;
+            let mut at = 1;
+            for record in chunk {
+                let row = Row::from(*record);
+                stmt.raw_bind_parameter(at, row.request_id)?;
+                stmt.raw_bind_parameter(at + 1, row.name)?;
+                stmt.raw_bind_parameter(at + 2, &*row.value)?;
+                stmt.raw_bind_parameter(at + 3, row.value_num)?;
+                stmt.raw_bind_parameter(at + 4, row.value_type)?;
+                stmt.raw_bind_parameter(at + 5, row.method)?;
+                stmt.raw_bind_parameter(at + 6, row.route)?;
+                stmt.raw_bind_parameter(at + 7, record.recorded_at())?;
+                at += sql::INSERT_COLUMNS.len();
+            }
+            stmt.raw_execute()?;
+        }
+        tx.commit()
+    }
+}
+
+/// Whether waiting can fix a SQLite error: locks, a full disk, I/O and permission trouble can
+/// clear; constraint, schema and size errors cannot.
+fn classify(chest: &str, error: rusqlite::Error) -> ChestError {
+    let transient = matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::ReadOnly
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+                | ErrorCode::PermissionDenied
+        )
+    );
+    if transient {
+        ChestError::retryable(chest, error)
+    } else {
+        ChestError::permanent(chest, error)
+    }
+}
+
+impl Chest for SqliteChest {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let (done, result) = oneshot::channel();
+            let job = Job {
+                records: records.to_vec(),
+                done,
+            };
+            let stopped = || ChestError::retryable(&*self.name, "the SQLite writer thread stopped");
+            self.jobs.send(job).map_err(|_| stopped())?;
+            match result.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(classify(&self.name, e)),
+                Err(_) => Err(stopped()),
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for SqliteChest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteChest")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}

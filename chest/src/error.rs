@@ -1,0 +1,46 @@
+//! Errors of building and configuring chests.
+
+use crate::chest::BoxError;
+
+/// Why a chest could not be built or opened. Write failures are [`ChestError`](crate::ChestError)s.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A table (or other SQL identifier) name that is not a plain identifier.
+    #[error("invalid table name {name:?}: {reason}; use letters, digits and _ (at most 64, not starting with a digit)")]
+    InvalidTableName {
+        /// The refused name (its first 80 characters).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An existing table lacks columns chest writes.
+    #[error("table `{table}` exists but lacks the columns {missing:?}; drop it, migrate it, or choose another table name")]
+    MissingColumns {
+        /// The table.
+        table: String,
+        /// The columns it lacks.
+        missing: Vec<String>,
+    },
+    /// A setting has a value that cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The backend could not be opened or prepared.
+    #[error("{chest}: {source}")]
+    Backend {
+        /// The chest's name (never a secret).
+        chest: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    pub(crate) fn backend(chest: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            chest: chest.into(),
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The unit every chest writes.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Value;
+
+/// One tracked variable of one request: Flask-Chest's `(name, value, request_id)` tuple plus the
+/// request's method, route template and the time it was recorded.
+///
+/// The strings are `Arc<str>` so that all records of a request share one request id, one method and
+/// one route, and cloning a record (into a queue, a batch, a retry) copies no text but the value's.
+///
+/// ```
+/// use chest::{Record, Value};
+///
+/// let r = Record::new("req-1", "latency_ms", 12, "GET", Some("/items/{id}"));
+/// assert_eq!(&*r.request_id, "req-1");
+/// assert_eq!(r.value, Value::Int(12));
+/// assert!(r.recorded_at().ends_with('Z'));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Record {
+    /// The id of the request that recorded the variable.
+    pub request_id: Arc<str>,
+    /// The variable's name (1–255 bytes, no control characters).
+    pub name: Arc<str>,
+    /// The variable's value.
+    pub value: Value,
+    /// The HTTP method, e.g. `GET`.
+    pub method: Arc<str>,
+    /// The route template that matched (`/items/{id}`), never the raw path; `None` when the
+    /// request matched no route.
+    pub route: Option<Arc<str>>,
+    /// When the handler's response was ready.
+    pub time: SystemTime,
+}
+
+impl Record {
+    /// A record stamped with the current time.
+    pub fn new(
+        request_id: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
+        value: impl Into<Value>,
+        method: impl Into<Arc<str>>,
+        route: Option<&str>,
+    ) -> Self {
+        Record {
+            request_id: request_id.into(),
+            name: name.into(),
+            value: value.into(),
+            method: method.into(),
+            route: route.map(Arc::from),
+            time: SystemTime::now(),
+        }
+    }
+
+    /// Returns the record with its time replaced.
+    pub fn at(mut self, time: SystemTime) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Microseconds since the Unix epoch (negative before it).
+    pub fn unix_micros(&self) -> i64 {
+        signed_since_epoch(self.time, |d| d.as_micros())
+    }
+
+    /// Nanoseconds since the Unix epoch (negative before it), InfluxDB's default precision.
+    pub fn unix_nanos(&self) -> i64 {
+        signed_since_epoch(self.time, |d| d.as_nanos())
+    }
+
+    /// The time as UTC RFC 3339 with microseconds, e.g. `2026-11-29T21:06:26.123456Z`: the text
+    /// SQL chests store in `recorded_at`. It sorts as text in time order.
+    pub fn recorded_at(&self) -> String {
+        format_utc_micros(self.unix_micros())
+    }
+
+    /// A rough size in bytes, for batch byte budgets.
+    pub fn approx_size(&self) -> usize {
+        // The shared strings are counted once per record on purpose: each chest writes them again.
+        48 + self.request_id.len()
+            + self.name.len()
+            + self.method.len()
+            + self.route.as_deref().map_or(0, str::len)
+            + self.value.approx_len()
+    }
+}
+
+fn signed_since_epoch(time: SystemTime, unit: impl Fn(Duration) -> u128) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(unit(d)).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(unit(e.duration())).map_or(i64::MIN, |v| -v),
+    }
+}
+
+/// Formats microseconds since the Unix epoch as UTC RFC 3339 (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+pub(crate) fn format_utc_micros(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+impl serde::Serialize for Record {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Record", 7)?;
+        st.serialize_field("request_id", &*self.request_id)?;
+        st.serialize_field("name", &*self.name)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("value_type", self.value.type_name())?;
+        st.serialize_field("method", &*self.method)?;
+        st.serialize_field("route", &self.route.as_deref())?;
+        st.serialize_field("recorded_at", &self.recorded_at())?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc() {
+        assert_eq!(format_utc_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            format_utc_micros(1_709_251_199_999_999),
+            "2024-02-29T23:59:59.999999Z"
+        );
+        assert_eq!(format_utc_micros(-1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            format_utc_micros(951_782_400_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn times_since_epoch() {
+        let r = Record::new("r", "n", 1, "GET", None).at(UNIX_EPOCH + Duration::from_nanos(1_500));
+        assert_eq!(r.unix_nanos(), 1_500);
+        assert_eq!(r.unix_micros(), 1);
+        let before = r.at(UNIX_EPOCH - Duration::from_micros(3));
+        assert_eq!(before.unix_micros(), -3);
+    }
+
+    #[test]
+    fn serializes_with_type() {
+        let r = Record::new("r", "n", 2.5, "POST", Some("/x")).at(UNIX_EPOCH);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"request_id": "r", "name": "n", "value": 2.5, "value_type": "float",
+                "method": "POST", "route": "/x", "recorded_at": "1970-01-01T00:00:00.000000Z"})
+        );
+    }
+}

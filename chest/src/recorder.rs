@@ -1,0 +1,197 @@
+//! The framework-independent core shared by the axum layer and the actix-web middleware: the
+//! decorator's parameters, request ids, selection, record building and writing.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures_util::future::join_all;
+use http::HeaderName;
+
+use crate::request_id::{self, MakeRequestId, Uuid4};
+use crate::{Chest, ChestError, Record, Tracked, Vars};
+
+/// What to record and where to write it: every parameter of Flask-Chest's `flask_chest`
+/// decorator, plus request-id header options. Turn it into a layer with
+/// [`ChestLayer::new`](crate::layer::ChestLayer::new) (axum).
+///
+/// | Flask-Chest | chest |
+/// |---|---|
+/// | `chests` | [`chest`](Recorder::chest), [`chests`](Recorder::chests) |
+/// | `tracked_vars` | [`tracked_vars`](Recorder::tracked_vars) (default: all) |
+/// | `request_id_generator` | [`request_id_generator`](Recorder::request_id_generator) (default: UUID4) |
+/// | `raise_exceptions` | [`raise_exceptions`](Recorder::raise_exceptions) (default: `true`) |
+///
+/// ```
+/// use chest::{MemoryChest, Recorder, Tracked};
+///
+/// let memory = MemoryChest::new();
+/// let recorder = Recorder::new()
+///     .chest(memory.clone())
+///     .tracked_vars(Tracked::methods().method("GET", ["transaction"]))
+///     .request_id_generator(|| "fixed".to_string())
+///     .raise_exceptions(false);
+/// assert_eq!(recorder.chest_names(), ["memory"]);
+/// ```
+#[derive(Clone)]
+pub struct Recorder {
+    chests: Vec<Arc<dyn Chest>>,
+    tracked: Tracked,
+    make_request_id: Arc<dyn MakeRequestId>,
+    raise_exceptions: bool,
+    header: Option<HeaderName>,
+    trust_incoming_id: bool,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// No chests yet, every variable tracked, UUID4 ids sent back in `x-request-id`, incoming ids
+    /// ignored, `raise_exceptions` on.
+    pub fn new() -> Self {
+        Recorder {
+            chests: Vec::new(),
+            tracked: Tracked::all(),
+            make_request_id: Arc::new(Uuid4),
+            raise_exceptions: true,
+            header: Some(HeaderName::from_static("x-request-id")),
+            trust_incoming_id: false,
+        }
+    }
+
+    /// Adds a chest. Every chest is written for each request.
+    pub fn chest(mut self, chest: impl Chest) -> Self {
+        self.chests.push(Arc::new(chest));
+        self
+    }
+
+    /// Adds chests that are already shared.
+    pub fn chests(mut self, chests: impl IntoIterator<Item = Arc<dyn Chest>>) -> Self {
+        self.chests.extend(chests);
+        self
+    }
+
+    /// Which variables to write for which method (Flask-Chest's `tracked_vars`).
+    pub fn tracked_vars(mut self, tracked: Tracked) -> Self {
+        self.tracked = tracked;
+        self
+    }
+
+    /// How a request's id is made (Flask-Chest's `request_id_generator`). Ids longer than 255 bytes
+    /// are cut at a character boundary.
+    pub fn request_id_generator(mut self, generator: impl MakeRequestId) -> Self {
+        self.make_request_id = Arc::new(generator);
+        self
+    }
+
+    /// With `true` (the default), a failed chest write turns the response into a 500 whose body
+    /// says nothing of the cause (the cause is logged). With `false`, failures are only logged.
+    /// Either way every chest is attempted.
+    pub fn raise_exceptions(mut self, raise: bool) -> Self {
+        self.raise_exceptions = raise;
+        self
+    }
+
+    /// The response header that carries the request id (default `x-request-id`); `None` sends no
+    /// header. The same header is read when [`trust_incoming_request_id`](Self::trust_incoming_request_id)
+    /// is on. Ids that are not valid header values are not sent.
+    pub fn request_id_header(mut self, header: Option<HeaderName>) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Use the id a client (or a proxy) sent in the request-id header instead of making one. Off by
+    /// default: a client could otherwise choose the ids written to your chests.
+    pub fn trust_incoming_request_id(mut self, trust: bool) -> Self {
+        self.trust_incoming_id = trust;
+        self
+    }
+
+    /// The names of the configured chests, in order.
+    pub fn chest_names(&self) -> Vec<&str> {
+        self.chests.iter().map(|c| c.name()).collect()
+    }
+
+    /// The request-id header, if one is configured.
+    pub fn header(&self) -> Option<&HeaderName> {
+        self.header.as_ref()
+    }
+
+    /// Starts a request: its [`Vars`] store with a new id, or with `incoming` (the value of the
+    /// request-id header) when incoming ids are trusted and the value is not empty.
+    pub fn begin(&self, incoming: Option<&str>) -> Vars {
+        let id = match incoming.filter(|id| self.trust_incoming_id && !id.is_empty()) {
+            Some(id) => Arc::from(request_id::truncate(id.to_owned())),
+            None => request_id::make(&*self.make_request_id),
+        };
+        Vars::new(id)
+    }
+
+    /// Ends a request: builds the records the selection keeps for `method`, writes them to every
+    /// chest and logs each failure. Returns `false` when the response must become a 500
+    /// (`raise_exceptions` is on and a chest failed).
+    pub async fn finish(&self, vars: &Vars, method: &str) -> bool {
+        let records = self.records(vars, method);
+        if records.is_empty() {
+            return true;
+        }
+        let errors = self.write(&records).await;
+        for error in &errors {
+            tracing::error!(
+                target: "chest",
+                chest = error.chest(),
+                request_id = vars.request_id(),
+                error = %error,
+                "chest write failed"
+            );
+        }
+        errors.is_empty() || !self.raise_exceptions
+    }
+
+    /// The records to write for a request: the selected variables, in order, stamped now.
+    pub fn records(&self, vars: &Vars, method: &str) -> Vec<Record> {
+        let (set, route) = vars.take();
+        let selected = self.tracked.select(method, set);
+        if selected.is_empty() {
+            return Vec::new();
+        }
+        let request_id = vars.shared_request_id();
+        let method: Arc<str> = Arc::from(method);
+        let time = SystemTime::now();
+        selected
+            .into_iter()
+            .map(|(name, value)| Record {
+                request_id: request_id.clone(),
+                name,
+                value,
+                method: method.clone(),
+                route: route.clone(),
+                time,
+            })
+            .collect()
+    }
+
+    /// Writes `records` to every chest concurrently; returns the errors of those that failed.
+    pub async fn write(&self, records: &[Record]) -> Vec<ChestError> {
+        join_all(self.chests.iter().map(|c| c.write(records)))
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("chests", &self.chest_names())
+            .field("tracked", &self.tracked)
+            .field("raise_exceptions", &self.raise_exceptions)
+            .field("header", &self.header)
+            .field("trust_incoming_id", &self.trust_incoming_id)
+            .finish_non_exhaustive()
+    }
+}
