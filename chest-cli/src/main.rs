@@ -1,1 +1,70 @@
-fn main() {}
+//! `chest`: a demo server, and queries and statistics over what chest recorded.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod query;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Record per-request variables with chest, and look at what was recorded.
+#[derive(Debug, Parser)]
+#[command(name = "chest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve Flask-Chest's sample app (GET|POST /api-endpoint) recording into SQLite, plus /bare.
+    Demo(demo::DemoArgs),
+    /// Print recorded rows: a table, or one JSON object per line with --json.
+    Query(query::QueryArgs),
+    /// Per variable: count, and min, mean, p50, p95, p99, max of numeric values.
+    Stats(query::StatsArgs),
+}
+
+type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Query(args) => query::query(&args),
+        Command::Stats(args) => query::stats(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Many errors already print their cause; say it once.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -42,6 +42,7 @@ pub mod chests;
 mod error;
 #[cfg(feature = "axum")]
 pub mod layer;
+pub mod read;
 mod record;
 mod recorder;
 pub mod request_id;

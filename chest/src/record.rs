@@ -111,6 +111,48 @@ pub(crate) fn format_utc_micros(micros: i64) -> String {
     )
 }
 
+/// Parses the text [`format_utc_micros`] writes (also without fraction, with fewer fraction digits
+/// and with a space instead of `T`) back to microseconds since the Unix epoch.
+pub(crate) fn parse_utc_micros(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let (date, time) = text.split_once(['T', ' '])?;
+    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut parts = hms.splitn(3, ':').map(str::parse::<i64>);
+    let (hh, mm, ss) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let micros = format!("{frac:0<6}").parse::<i64>().ok()?;
+    let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01: the inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Microseconds since the Unix epoch as a `SystemTime`.
+pub(crate) fn time_from_micros(micros: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(micros.unsigned_abs());
+    if micros >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day): Howard Hinnant's algorithm.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -155,6 +197,20 @@ mod tests {
             format_utc_micros(951_782_400_000_000),
             "2000-02-29T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for micros in [0, 1, -1, 1_709_251_199_999_999, 951_782_400_000_000, -86_400_000_001] {
+            assert_eq!(parse_utc_micros(&format_utc_micros(micros)), Some(micros));
+        }
+        assert_eq!(parse_utc_micros("1970-01-01 00:00:01.5"), Some(1_500_000));
+        assert_eq!(parse_utc_micros("1970-01-01T00:00:01"), Some(1_000_000));
+        for bad in ["", "1970-13-01T00:00:00Z", "x", "1970-01-01T00:00:00.1234567Z"] {
+            assert_eq!(parse_utc_micros(bad), None, "{bad}");
+        }
+        let t = time_from_micros(-5);
+        assert_eq!(Record::new("r", "n", 1, "GET", None).at(t).unix_micros(), -5);
     }
 
     #[test]

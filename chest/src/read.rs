@@ -1,0 +1,172 @@
+//! Reading back what SQL chests stored: for the `chest` CLI, exports and tests.
+
+use std::sync::Arc;
+
+use crate::record::{parse_utc_micros, time_from_micros};
+use crate::{Record, Value};
+
+/// A row of chest's table: its `unique_id` and the record it holds.
+///
+/// Serialises as the record's fields (see [`Record`]) plus `unique_id`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StoredRecord {
+    /// The row's `unique_id` (insertion order).
+    pub unique_id: i64,
+    /// The record. Rows written by Flask-Chest (no method, route or time) get an empty method,
+    /// no route and the Unix epoch as time.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The raw columns of one row, as every SQL backend reads them.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRow {
+    /// `unique_id`.
+    pub unique_id: i64,
+    /// `request_id`.
+    pub request_id: String,
+    /// `name`.
+    pub name: String,
+    /// `value` (text form).
+    pub value: Option<String>,
+    /// `value_type`.
+    pub value_type: Option<String>,
+    /// `method`.
+    pub method: Option<String>,
+    /// `route`.
+    pub route: Option<String>,
+    /// `recorded_at`, as text.
+    pub recorded_at: Option<String>,
+}
+
+impl From<StoredRow> for StoredRecord {
+    fn from(row: StoredRow) -> Self {
+        let value = Value::from_stored(
+            row.value.as_deref().unwrap_or(""),
+            row.value_type.as_deref().unwrap_or("text"),
+        );
+        let micros = row.recorded_at.as_deref().and_then(parse_utc_micros);
+        StoredRecord {
+            unique_id: row.unique_id,
+            record: Record {
+                request_id: Arc::from(row.request_id),
+                name: Arc::from(row.name),
+                value,
+                method: Arc::from(row.method.unwrap_or_default()),
+                route: row.route.map(Arc::from),
+                time: time_from_micros(micros.unwrap_or(0)),
+            },
+        }
+    }
+}
+
+/// Which rows to read. The default reads every row in `unique_id` order.
+///
+/// ```
+/// let filter = chest::read::Filter {
+///     name: Some("response_time".into()),
+///     limit: Some(10),
+///     ..Default::default()
+/// };
+/// assert!(filter.request_id.is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only rows of this request.
+    pub request_id: Option<String>,
+    /// Only rows of this variable.
+    pub name: Option<String>,
+    /// Only rows with a `unique_id` greater than this (to resume a scan).
+    pub after_id: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u64>,
+}
+
+/// Count and distribution of one variable's values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct VarSummary {
+    /// The variable's name.
+    pub name: String,
+    /// How many rows it has.
+    pub count: u64,
+    /// How many of them have a numeric value (`value_num` not NULL).
+    pub numeric: u64,
+    /// Smallest numeric value.
+    pub min: Option<f64>,
+    /// Mean of the numeric values.
+    pub mean: Option<f64>,
+    /// Median (nearest rank).
+    pub p50: Option<f64>,
+    /// 95th percentile (nearest rank).
+    pub p95: Option<f64>,
+    /// 99th percentile (nearest rank).
+    pub p99: Option<f64>,
+    /// Largest numeric value.
+    pub max: Option<f64>,
+}
+
+impl VarSummary {
+    /// Summarises `count` rows of `name`, whose numeric values are `numbers`.
+    ///
+    /// ```
+    /// let s = chest::read::VarSummary::new("t", 5, vec![3.0, 1.0, 2.0, 4.0]);
+    /// assert_eq!((s.min, s.p50, s.max, s.mean), (Some(1.0), Some(2.0), Some(4.0), Some(2.5)));
+    /// assert_eq!(s.numeric, 4);
+    /// ```
+    pub fn new(name: impl Into<String>, count: u64, mut numbers: Vec<f64>) -> Self {
+        numbers.retain(|n| n.is_finite());
+        numbers.sort_by(f64::total_cmp);
+        let rank = |q: f64| -> Option<f64> {
+            let n = numbers.len();
+            // Nearest rank: the smallest value with at least q of the values at or below it.
+            (n > 0).then(|| numbers[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+        };
+        let mean = (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
+        VarSummary {
+            name: name.into(),
+            count,
+            numeric: numbers.len() as u64,
+            min: numbers.first().copied(),
+            mean,
+            p50: rank(0.50),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            max: numbers.last().copied(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let s = VarSummary::new("x", 100, (1..=100).map(f64::from).collect());
+        assert_eq!((s.p50, s.p95, s.p99), (Some(50.0), Some(95.0), Some(99.0)));
+        let empty = VarSummary::new("t", 3, vec![]);
+        assert_eq!((empty.count, empty.numeric, empty.p50), (3, 0, None));
+    }
+
+    #[test]
+    fn stored_rows_become_typed_records() {
+        let row = StoredRow {
+            unique_id: 7,
+            request_id: "r".into(),
+            name: "n".into(),
+            value: Some("1.5".into()),
+            value_type: Some("float".into()),
+            method: Some("GET".into()),
+            route: None,
+            recorded_at: Some("1970-01-01T00:00:00.000002Z".into()),
+        };
+        let stored = StoredRecord::from(row);
+        assert_eq!(stored.record.value, Value::Float(1.5));
+        assert_eq!(stored.record.unix_micros(), 2);
+        let json = serde_json::to_value(&stored).unwrap();
+        assert_eq!(json["unique_id"], 7);
+        assert_eq!(json["value_type"], "float");
+    }
+}
