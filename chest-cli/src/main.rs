@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod export;
 mod query;
 
 #[global_allocator]
@@ -26,6 +27,9 @@ enum Command {
     Query(query::QueryArgs),
     /// Per variable: count, and min, mean, p50, p95, p99, max of numeric values.
     Stats(query::StatsArgs),
+    /// Copy a SQLite chest's rows to another chest, resumably (checkpointed), optionally deleting
+    /// them from the source once the target acknowledged them.
+    Export(export::ExportArgs),
 }
 
 type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -34,8 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Query(args) => query::query(&args),
         Command::Stats(args) => query::stats(&args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

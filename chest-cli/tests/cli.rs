@@ -65,7 +65,11 @@ fn chest(args: &[&str]) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -115,7 +119,14 @@ async fn demo_writes_and_query_and_stats_read_it() {
     assert_eq!(rows[2]["request_id"], ids[1].as_str());
     assert!(rows[2]["value"].as_f64().unwrap() >= 0.0);
 
-    let only = json_lines(&chest(&["query", "--db", db, "--json", "--request-id", &ids[2]]));
+    let only = json_lines(&chest(&[
+        "query",
+        "--db",
+        db,
+        "--json",
+        "--request-id",
+        &ids[2],
+    ]));
     assert_eq!(only.len(), 2);
     let limited = json_lines(&chest(&[
         "query",
@@ -133,7 +144,10 @@ async fn demo_writes_and_query_and_stats_read_it() {
     let table = chest(&["query", "--db", db]);
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("unique_id"), "{text}");
-    assert!(text.contains(&ids[0]) && text.contains("(5 rows)"), "{text}");
+    assert!(
+        text.contains(&ids[0]) && text.contains("(5 rows)"),
+        "{text}"
+    );
 
     let stats = json_lines(&chest(&["stats", "--db", db, "--json"]));
     assert_eq!(stats.len(), 2);
@@ -147,7 +161,10 @@ async fn demo_writes_and_query_and_stats_read_it() {
     let response_time = stats.iter().find(|s| s["name"] == "response_time").unwrap();
     assert_eq!(response_time["count"], 2);
     let text = String::from_utf8(chest(&["stats", "--db", db]).stdout).unwrap();
-    assert!(text.contains("p95") && text.contains("response_time"), "{text}");
+    assert!(
+        text.contains("p95") && text.contains("response_time"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -162,21 +179,33 @@ fn errors_are_one_clear_line() {
 
     let db = dir.path().join("other.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch("CREATE TABLE chest (unique_id INTEGER, request_id TEXT, name TEXT, value TEXT)")
-        .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE chest (unique_id INTEGER, request_id TEXT, name TEXT, value TEXT)",
+    )
+    .unwrap();
     let db = db.to_str().unwrap();
     let out = chest(&["stats", "--db", db]);
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(!out.status.success());
-    assert!(err.contains("value_num") && err.contains("recorded_at"), "{err}");
+    assert!(
+        err.contains("value_num") && err.contains("recorded_at"),
+        "{err}"
+    );
 
     let out = chest(&["query", "--db", db, "--table", "no_such"]);
-    assert!(String::from_utf8(out.stderr).unwrap().contains("no table `no_such`"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("no table `no_such`"));
     let out = chest(&["query", "--db", db, "--table", "a;drop"]);
     assert!(String::from_utf8(out.stderr)
         .unwrap()
         .contains("invalid table name"));
     let out = chest(&["demo", "--db", db, "--addr", "127.0.0.1:0"]);
-    assert!(!out.status.success(), "demo refuses a table with missing columns");
-    assert!(String::from_utf8(out.stderr).unwrap().contains("lacks the columns"));
+    assert!(
+        !out.status.success(),
+        "demo refuses a table with missing columns"
+    );
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("lacks the columns"));
 }

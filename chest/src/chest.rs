@@ -46,6 +46,12 @@ pub trait Chest: Send + Sync + 'static {
     fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>>;
 }
 
+impl std::fmt::Debug for dyn Chest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Chest").field(&self.name()).finish()
+    }
+}
+
 impl<C: Chest + ?Sized> Chest for Arc<C> {
     fn name(&self) -> &str {
         (**self).name()

@@ -22,6 +22,16 @@ pub enum Error {
         /// The columns it lacks.
         missing: Vec<String>,
     },
+    /// A chest URL that cannot be used; `part` says which part is wrong.
+    #[error("invalid chest URL `{url}`: {part}: {reason}")]
+    InvalidUrl {
+        /// The URL, without its password or query values.
+        url: String,
+        /// The part at fault: `scheme`, `host`, `path`, `query`, ...
+        part: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A setting has a value that cannot work.
     #[error("invalid configuration: {0}")]
     Config(String),

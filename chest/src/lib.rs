@@ -42,6 +42,7 @@ pub mod chests;
 mod error;
 #[cfg(feature = "axum")]
 pub mod layer;
+mod open;
 pub mod read;
 mod record;
 mod recorder;
@@ -53,6 +54,7 @@ pub mod vars;
 pub use crate::chest::{BoxError, BoxFuture, Chest, ChestError, ErrorKind};
 pub use crate::chests::memory::MemoryChest;
 pub use crate::error::Error;
+pub use crate::open::open;
 pub use crate::record::Record;
 pub use crate::recorder::Recorder;
 pub use crate::request_id::{MakeRequestId, Uuid4};

@@ -85,6 +85,22 @@ impl SqliteChest {
 }
 
 impl SqliteChestBuilder {
+    /// Settings from a `sqlite://PATH[?table=T]` URL (`sqlite:///abs/path.db` for an absolute
+    /// path), as [`chest::open`](crate::open) reads it.
+    pub fn from_url(url: &str) -> Result<Self, Error> {
+        crate::open::sqlite_builder(url)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The table name (not yet validated: [`build`](Self::build) does that).
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
     /// The table to write (default `chest`; `flask_chest` for Flask-Chest's). It must match
     /// `[A-Za-z_][A-Za-z0-9_]{0,63}`.
     pub fn table(mut self, table: impl Into<String>) -> Self {
@@ -319,7 +335,8 @@ impl SqliteReader {
             return Err(Error::backend(&name, "no such database file"));
         }
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::backend(&name, e))?;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| Error::backend(&name, e))?;
         let columns = table_columns(&conn, table).map_err(|e| Error::backend(&name, e))?;
         if columns.is_empty() {
             return Err(Error::backend(&name, format!("no table `{table}`")));
