@@ -123,7 +123,8 @@ impl VarSummary {
             // Nearest rank: the smallest value with at least q of the values at or below it.
             (n > 0).then(|| numbers[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
         };
-        let mean = (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
+        let mean =
+            (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
         VarSummary {
             name: name.into(),
             count,

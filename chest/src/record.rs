@@ -120,7 +120,11 @@ pub(crate) fn parse_utc_micros(text: &str) -> Option<i64> {
     let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
     let mut parts = hms.splitn(3, ':').map(str::parse::<i64>);
-    let (hh, mm, ss) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    let (hh, mm, ss) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
         return None;
     }
@@ -201,16 +205,31 @@ mod tests {
 
     #[test]
     fn parses_what_it_formats() {
-        for micros in [0, 1, -1, 1_709_251_199_999_999, 951_782_400_000_000, -86_400_000_001] {
+        for micros in [
+            0,
+            1,
+            -1,
+            1_709_251_199_999_999,
+            951_782_400_000_000,
+            -86_400_000_001,
+        ] {
             assert_eq!(parse_utc_micros(&format_utc_micros(micros)), Some(micros));
         }
         assert_eq!(parse_utc_micros("1970-01-01 00:00:01.5"), Some(1_500_000));
         assert_eq!(parse_utc_micros("1970-01-01T00:00:01"), Some(1_000_000));
-        for bad in ["", "1970-13-01T00:00:00Z", "x", "1970-01-01T00:00:00.1234567Z"] {
+        for bad in [
+            "",
+            "1970-13-01T00:00:00Z",
+            "x",
+            "1970-01-01T00:00:00.1234567Z",
+        ] {
             assert_eq!(parse_utc_micros(bad), None, "{bad}");
         }
         let t = time_from_micros(-5);
-        assert_eq!(Record::new("r", "n", 1, "GET", None).at(t).unix_micros(), -5);
+        assert_eq!(
+            Record::new("r", "n", 1, "GET", None).at(t).unix_micros(),
+            -5
+        );
     }
 
     #[test]

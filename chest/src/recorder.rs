@@ -10,9 +10,20 @@ use http::HeaderName;
 use crate::request_id::{self, MakeRequestId, Uuid4};
 use crate::{Chest, ChestError, Record, Tracked, Vars};
 
+/// The body of the 500 that replaces the handler's response when a chest failed and
+/// `raise_exceptions` is on. It names no chest and no cause: those are logged. Every framework
+/// adapter sends this same response.
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub(crate) const FAILED_WRITE_BODY: &str = "Internal Server Error";
+
+/// The content type of [`FAILED_WRITE_BODY`].
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub(crate) const FAILED_WRITE_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
+
 /// What to record and where to write it: every parameter of Flask-Chest's `flask_chest`
 /// decorator, plus request-id header options. Turn it into a layer with
-/// [`ChestLayer::new`](crate::layer::ChestLayer::new) (axum).
+/// [`ChestLayer::new`](crate::layer::ChestLayer::new) (axum) or a middleware with
+/// `chest::actix::ChestMiddleware::new` (actix-web, feature `actix`): both behave the same.
 ///
 /// | Flask-Chest | chest |
 /// |---|---|
@@ -118,6 +129,13 @@ impl Recorder {
     /// The request-id header, if one is configured.
     pub fn header(&self) -> Option<&HeaderName> {
         self.header.as_ref()
+    }
+
+    /// The header to read a client's request id from: the request-id header when incoming ids are
+    /// trusted, else `None` (so adapters do not even look).
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn incoming_id_header(&self) -> Option<&HeaderName> {
+        self.header.as_ref().filter(|_| self.trust_incoming_id)
     }
 
     /// Starts a request: its [`Vars`] store with a new id, or with `incoming` (the value of the

@@ -182,7 +182,9 @@ impl Vars {
         (std::mem::take(&mut state.entries), state.route.take())
     }
 
-    /// Records the route template, unless one is known already.
+    /// Records the route template, unless one is known already. Only the framework adapters know
+    /// routes.
+    #[cfg(any(feature = "axum", feature = "actix"))]
     pub(crate) fn set_route_if_unknown(&self, route: &str) {
         let mut state = self.state();
         if state.route.is_none() {

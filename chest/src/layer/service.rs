@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use crate::chest::{BoxError, BoxFuture};
+use crate::recorder::{FAILED_WRITE_BODY, FAILED_WRITE_CONTENT_TYPE};
 use crate::Recorder;
 
 /// The service [`ChestLayer`](super::ChestLayer) wraps around a route or router.
@@ -54,7 +55,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let recorder = self.recorder.clone();
         let incoming = recorder
-            .header()
+            .incoming_id_header()
             .and_then(|h| req.headers().get(h))
             .and_then(|v| v.to_str().ok());
         let vars = recorder.begin(incoming);
@@ -84,11 +85,11 @@ where
 /// The response sent when a chest failed and `raise_exceptions` is on: it says nothing of the
 /// cause, which is logged.
 fn internal_server_error() -> Response<Body> {
-    let mut response = Response::new(Body::from("Internal Server Error"));
+    let mut response = Response::new(Body::from(FAILED_WRITE_BODY));
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static(FAILED_WRITE_CONTENT_TYPE),
     );
     response
 }

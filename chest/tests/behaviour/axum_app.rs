@@ -1,0 +1,79 @@
+//! The axum glue: the shared handler behind the `Vars` extractor, `ChestLayer` where the
+//! placement says.
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{any, MethodRouter};
+use axum::Router;
+use chest::layer::ChestLayer;
+use chest::{Recorder, Vars};
+
+use crate::harness::{bind, Framework, Handler, Placement, Req, TestServer};
+
+pub struct Axum;
+
+impl Framework for Axum {
+    const MIDDLEWARE: &'static str = "ChestLayer";
+    const PLACEMENTS: &'static [Placement] =
+        &[Placement::Route, Placement::RouterRoutes, Placement::App];
+
+    fn serve(recorder: Recorder, handler: Handler, placement: Placement) -> TestServer {
+        let app = app(ChestLayer::new(recorder), placement).with_state(handler);
+        let listener = bind();
+        let addr = listener.local_addr().expect("local address");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("axum server");
+        });
+        TestServer::new(addr, AbortOnDrop(server))
+    }
+}
+
+/// The glue: the framework's extractors in, the shared handler, the framework's response out.
+async fn endpoint(
+    State(handler): State<Handler>,
+    method: Method,
+    uri: Uri,
+    vars: Vars,
+) -> (StatusCode, String) {
+    let reply = handler(
+        &vars,
+        &Req {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+        },
+    );
+    (
+        StatusCode::from_u16(reply.status).expect("a valid status"),
+        reply.body,
+    )
+}
+
+fn app(layer: ChestLayer, placement: Placement) -> Router<Handler> {
+    let recorded = |route: MethodRouter<Handler>| match placement {
+        Placement::Route => route.layer(layer.clone()),
+        Placement::RouterRoutes | Placement::App => route,
+    };
+    let shop = Router::new().route("/orders/{order}", recorded(any(endpoint)));
+    let app = Router::new()
+        .route("/items/{id}", recorded(any(endpoint)))
+        .nest("/shop", shop)
+        .fallback(endpoint);
+    match placement {
+        Placement::Route => app.route("/bare/{id}", any(endpoint)),
+        Placement::RouterRoutes => app.route_layer(layer),
+        Placement::App => app.layer(layer),
+    }
+}
+
+/// Stops the server task when the test ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
