@@ -173,9 +173,12 @@ where
                 }
             };
             // Read after the handler: routing has run by now even under `App::wrap`, so this is a
-            // lookup by resource id, not a second match of the path.
-            if let Some(pattern) = response.request().match_pattern() {
-                vars.set_route_if_unknown(&pattern);
+            // lookup by resource id, not a second match of the path. It builds a `String` (and
+            // the store an `Arc<str>`), so only when there is something to record.
+            if !vars.is_empty() {
+                if let Some(pattern) = response.request().match_pattern() {
+                    vars.set_route_if_unknown(&pattern);
+                }
             }
             let mut response = if shared.recorder.finish(&vars, method.as_str()).await {
                 response.map_into_left_body()

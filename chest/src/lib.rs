@@ -39,8 +39,11 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "batch")]
+pub mod batch;
 mod chest;
 pub mod chests;
+pub mod config;
 mod error;
 #[cfg(feature = "axum")]
 pub mod layer;
@@ -53,6 +56,8 @@ mod track;
 mod value;
 pub mod vars;
 
+#[cfg(feature = "batch")]
+pub use crate::batch::{Batched, Durability, OverflowPolicy, Stats};
 pub use crate::chest::{BoxError, BoxFuture, Chest, ChestError, ErrorKind};
 pub use crate::chests::memory::MemoryChest;
 pub use crate::error::Error;

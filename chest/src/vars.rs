@@ -160,6 +160,13 @@ impl Vars {
             .collect()
     }
 
+    /// Whether no variable is set: then there is nothing to record, and an adapter can skip
+    /// looking up the route.
+    #[cfg(feature = "actix")]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.state().entries.is_empty()
+    }
+
     /// This request's id.
     pub fn request_id(&self) -> &str {
         &self.shared.request_id

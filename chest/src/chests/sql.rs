@@ -37,7 +37,10 @@ pub const ALL_COLUMNS: [&str; 9] = [
 
 /// The SQL flavours chest speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // MySQL and PostgreSQL arrive with their chests.
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "mysql", feature = "postgres")),
+    allow(dead_code) // Each SQL chest is behind its own feature.
+)]
 pub enum Dialect {
     Sqlite,
     MySql,
@@ -52,9 +55,9 @@ impl Dialect {
         }
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` for `table` (already validated).
-    pub fn create_table(self, table: &str) -> String {
-        let types: [&str; 9] = match self {
+    /// The SQL type of each of [`ALL_COLUMNS`].
+    fn column_types(self) -> [&'static str; 9] {
+        match self {
             Dialect::Sqlite => [
                 "INTEGER PRIMARY KEY AUTOINCREMENT",
                 "TEXT NOT NULL",
@@ -88,10 +91,14 @@ impl Dialect {
                 "TEXT",
                 "TIMESTAMPTZ",
             ],
-        };
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for `table` (already validated).
+    pub fn create_table(self, table: &str) -> String {
         let columns: Vec<String> = ALL_COLUMNS
             .iter()
-            .zip(types)
+            .zip(self.column_types())
             .map(|(c, t)| format!("{} {t}", self.quote(c)))
             .collect();
         let charset = if self == Dialect::MySql {
@@ -106,9 +113,28 @@ impl Dialect {
         )
     }
 
-    /// The index on `request_id`.
+    /// The name of the index on `request_id`: `<table>_request_id`. MySQL (64) and PostgreSQL
+    /// (63, and index names share the schema's namespace with tables) limit identifiers, so for a
+    /// table name too long for that, the name is cut and a hash of the whole table name keeps it
+    /// unique.
+    pub fn index_name(self, table: &str) -> String {
+        const LONGEST: usize = 63;
+        const SUFFIX: &str = "_request_id";
+        if self == Dialect::Sqlite || table.len() + SUFFIX.len() <= LONGEST {
+            return format!("{table}{SUFFIX}");
+        }
+        // FNV-1a: small, stable across releases and platforms (the name is stored in databases).
+        let hash = table.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        // Validated table names are ASCII, so any byte index is a char boundary.
+        format!("{}_{hash:08x}_rid", &table[..40])
+    }
+
+    /// The index on `request_id`. MySQL has no `IF NOT EXISTS` here: its chest treats "duplicate
+    /// key name" as success.
     pub fn create_index(self, table: &str) -> String {
-        let index = self.quote(&format!("{table}_request_id"));
+        let index = self.quote(&self.index_name(table));
         let if_not_exists = if self == Dialect::MySql {
             ""
         } else {
@@ -146,6 +172,30 @@ impl Dialect {
             sql.push(')');
         }
         sql
+    }
+
+    /// PostgreSQL's insert of any number of rows: one array parameter per column of
+    /// [`INSERT_COLUMNS`] (`$1::TEXT[]`, …), unnested into rows. The statement is the same for
+    /// every row count, and arrays are not limited by the 65,535 bound values of the protocol.
+    pub fn insert_unnest(self, table: &str) -> String {
+        debug_assert_eq!(
+            self,
+            Dialect::Postgres,
+            "UNNEST of several arrays is PostgreSQL's"
+        );
+        let columns: Vec<String> = INSERT_COLUMNS.iter().map(|c| self.quote(c)).collect();
+        // The insert columns are all but the first (`unique_id`), in the same order.
+        let arrays: Vec<String> = self.column_types()[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{}[]", i + 1, t.trim_end_matches(" NOT NULL")))
+            .collect();
+        format!(
+            "INSERT INTO {} ({}) SELECT * FROM UNNEST({})",
+            self.quote(table),
+            columns.join(", "),
+            arrays.join(", ")
+        )
     }
 }
 
@@ -241,6 +291,27 @@ mod tests {
     }
 
     #[test]
+    fn index_names_fit_every_server() {
+        assert_eq!(Dialect::MySql.index_name("chest"), "chest_request_id");
+        let long = "t".repeat(64);
+        assert_eq!(
+            Dialect::Sqlite.index_name(&long),
+            format!("{long}_request_id")
+        );
+        for dialect in [Dialect::MySql, Dialect::Postgres] {
+            let name = dialect.index_name(&long);
+            assert!(name.len() <= 63, "{name}");
+            assert!(validate_identifier(&name).is_ok(), "{name}");
+            // Two long names with the same first 40 characters get different indexes.
+            let other = format!("{}u", "t".repeat(63));
+            assert_ne!(name, dialect.index_name(&other));
+        }
+        assert!(Dialect::MySql
+            .create_index("t")
+            .starts_with("CREATE INDEX `t_request_id` ON `t`"));
+    }
+
+    #[test]
     fn inserts() {
         assert_eq!(
             Dialect::Postgres.insert("t", 2),
@@ -251,6 +322,12 @@ mod tests {
         assert!(Dialect::MySql
             .insert("t", 1)
             .ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+        assert_eq!(
+            Dialect::Postgres.insert_unnest("t"),
+            "INSERT INTO \"t\" (\"request_id\", \"name\", \"value\", \"value_num\", \"value_type\", \
+             \"method\", \"route\", \"recorded_at\") SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], \
+             $3::TEXT[], $4::DOUBLE PRECISION[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TIMESTAMPTZ[])"
+        );
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl TestServer {
 
 /// A client with generous timeouts: the machine is shared and loaded.
 pub fn client() -> reqwest::Client {
+    crate::common::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

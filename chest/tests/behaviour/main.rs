@@ -11,6 +11,8 @@
 mod actix_app;
 mod axum_app;
 mod cases;
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 /// One `#[tokio::test]` per case for one framework.

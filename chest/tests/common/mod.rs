@@ -18,3 +18,16 @@ pub fn service_url(var: &str) -> Option<String> {
         }
     }
 }
+
+/// A plain-HTTP test client. With chest's HTTP features on (as under `--all-features`), reqwest is
+/// built with rustls but no process-wide crypto provider; a client that does not bring its own TLS
+/// settings needs one installed first.
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Installs ring as the process-wide rustls provider (see [`http_client`]), once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,362 @@
+//! The bounded memory queue shared by the request path and the worker, and the counters that
+//! move with it under one lock (so every [`Stats`] snapshot balances).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use super::stats::{LastError, Stats};
+use super::{Durability, OverflowPolicy};
+use crate::{ChestError, Record};
+
+/// The records of one `write` call.
+pub(crate) struct Message {
+    pub records: Vec<Record>,
+    pub bytes: u64,
+    /// The order key: messages are numbered as they are queued.
+    pub seq: u64,
+    /// With [`Durability::Disk`]: completed (or dropped) once the records are in the spool.
+    pub ack: Option<oneshot::Sender<()>>,
+}
+
+/// Records taken out of the queue together, in order.
+pub(crate) struct Batch {
+    /// The order key of the first message.
+    pub seq: u64,
+    pub records: Vec<Record>,
+    pub bytes: u64,
+    pub acks: Vec<oneshot::Sender<()>>,
+}
+
+/// The queue's limits and what to do when it is full.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub max_records: u64,
+    pub max_bytes: u64,
+    pub batch_records: u64,
+    pub batch_bytes: u64,
+    pub linger: Duration,
+    /// Memory above which the worker moves the oldest queued records to the spool.
+    pub spill_records: u64,
+    pub spill_bytes: u64,
+    pub overflow: OverflowPolicy,
+    pub durability: Durability,
+}
+
+/// Everything behind the lock.
+pub(crate) struct State {
+    messages: VecDeque<Message>,
+    /// When the worker first saw the queue's oldest messages (`None`: not seen yet, or empty).
+    /// The request path never reads the clock: the worker notices new messages on its tick.
+    first_seen: Option<Instant>,
+    next_seq: u64,
+    /// Set by `shutdown` (or the last handle's drop): the worker's deadline.
+    pub closing: Option<Instant>,
+    /// Set by the worker when it has finished.
+    pub closed: bool,
+    pub stats: Stats,
+    /// Bytes of the records counted in `stats.in_flight`.
+    pub in_flight_bytes: u64,
+}
+
+/// What an offer to the queue came to.
+pub(crate) enum Offer {
+    /// Queued.
+    Queued,
+    /// Settled without queueing: dropped (counted) or refused.
+    Settled(Result<(), ChestError>),
+    /// Full under `Block`: the message is handed back to wait for room, up to the timeout.
+    Full(Message, Duration),
+}
+
+/// The queue, its lock and its wake-ups.
+pub(crate) struct Queue {
+    pub name: String,
+    pub limits: Limits,
+    state: Mutex<State>,
+    /// Wakes the worker: a message arrived in an empty queue, a batch filled, memory passed the
+    /// spill mark, or shutdown began.
+    pub wake: Notify,
+    /// Wakes writers blocked on a full queue (`Block`) when records leave memory.
+    pub room: Notify,
+    /// Whether writers wait for their records to be in the spool: `Disk` with a usable spool.
+    durable: AtomicBool,
+}
+
+impl Queue {
+    pub fn new(name: String, limits: Limits, first_seq: u64, spool: (u64, u64, u64)) -> Self {
+        let (records, batches, bytes) = spool;
+        let stats = Stats {
+            chest: name.clone(),
+            restored: records,
+            spool_records: records,
+            spool_batches: batches,
+            spool_bytes: bytes,
+            ..Stats::default()
+        };
+        Queue {
+            name,
+            limits,
+            state: Mutex::new(State {
+                messages: VecDeque::new(),
+                first_seen: None,
+                next_seq: first_seq,
+                closing: None,
+                closed: false,
+                stats,
+                in_flight_bytes: 0,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            durable: AtomicBool::new(false),
+        }
+    }
+
+    /// The lock. A panic while it was held cannot leave the counters half-updated in a way that
+    /// matters more than stopping would, so poison is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// Sets whether writers wait for the spool (`Disk` with a usable spool). Without a spool,
+    /// `Disk` degrades to `Memory` rather than making writers wait for the chest.
+    pub fn set_durable(&self, durable: bool) {
+        let disk = self.limits.durability == Durability::Disk;
+        self.durable.store(durable && disk, Ordering::Relaxed);
+    }
+
+    fn durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
+    }
+
+    /// Builds the message for a `write` call.
+    pub fn message(&self, records: &[Record]) -> (Message, Option<oneshot::Receiver<()>>) {
+        let bytes = records.iter().map(|r| r.approx_size() as u64).sum();
+        let (ack, acked) = if self.durable() {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let message = Message {
+            records: records.to_vec(),
+            bytes,
+            seq: 0,
+            ack,
+        };
+        (message, acked)
+    }
+
+    /// Queues the message if there is room, or applies the overflow policy. `final_try` (the
+    /// `Block` timeout has passed) makes a full queue drop the message.
+    pub fn offer(&self, mut message: Message, final_try: bool) -> Offer {
+        let n = message.records.len() as u64;
+        let mut state = self.lock();
+        if state.closing.is_some() {
+            state.stats.enqueued += n;
+            state.stats.dropped.shutdown += n;
+            drop(state);
+            tracing::warn!(target: "chest", chest = %self.name, records = n,
+                "record written to a batched chest after its shutdown; dropped");
+            return Offer::Settled(Ok(()));
+        }
+        if !state.fits(&self.limits, &message) {
+            match self.limits.overflow {
+                OverflowPolicy::DropOldest => {
+                    while !state.fits(&self.limits, &message) {
+                        let Some(old) = state.messages.pop_front() else {
+                            break;
+                        };
+                        state.forget(&old);
+                        state.stats.dropped.oldest += old.records.len() as u64;
+                    }
+                }
+                OverflowPolicy::Block(timeout) if !final_try => {
+                    return Offer::Full(message, timeout)
+                }
+                _ => {}
+            }
+        }
+        state.stats.enqueued += n;
+        if !state.fits(&self.limits, &message) {
+            let dropped = &mut state.stats.dropped;
+            return Offer::Settled(match self.limits.overflow {
+                OverflowPolicy::Reject => {
+                    dropped.rejected += n;
+                    Err(ChestError::retryable(
+                        &*self.name,
+                        "the batched chest's queue is full; record refused (overflow policy Reject)",
+                    ))
+                }
+                OverflowPolicy::Block(_) => {
+                    dropped.block_timeout += n;
+                    Ok(())
+                }
+                OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => {
+                    dropped.newest += n;
+                    Ok(())
+                }
+            });
+        }
+        let was_empty = state.messages.is_empty();
+        let before = (
+            state.stats.queue_depth,
+            state.stats.queue_bytes,
+            state.memory(),
+        );
+        message.seq = state.next_seq;
+        state.next_seq += 1;
+        state.stats.queue_depth += n;
+        state.stats.queue_bytes += message.bytes;
+        state.messages.push_back(message);
+        let after = (
+            state.stats.queue_depth,
+            state.stats.queue_bytes,
+            state.memory(),
+        );
+        drop(state);
+        // Waking the worker costs a syscall; it is done once per batch (or spill), not per
+        // message. With `Disk` the writer waits for the commit, so the first message wakes it.
+        let commit_now = was_empty && self.durable();
+        if commit_now || self.limits.crossed(before, after) {
+            self.wake.notify_one();
+        }
+        Offer::Queued
+    }
+
+    /// Takes up to one batch's worth of messages from the front (at least one message), moving
+    /// them to in-flight. `None` when the queue is empty.
+    pub fn take_batch(&self) -> Option<Batch> {
+        let mut state = self.lock();
+        let first = state.messages.pop_front()?;
+        let mut batch = Batch {
+            seq: first.seq,
+            records: first.records,
+            bytes: first.bytes,
+            acks: first.ack.into_iter().collect(),
+        };
+        while let Some(next) = state.messages.front() {
+            let records = (batch.records.len() + next.records.len()) as u64;
+            if records > self.limits.batch_records
+                || batch.bytes + next.bytes > self.limits.batch_bytes
+            {
+                break;
+            }
+            let next = state.messages.pop_front().expect("front exists");
+            batch.bytes += next.bytes;
+            batch.records.extend(next.records);
+            batch.acks.extend(next.ack);
+        }
+        let n = batch.records.len() as u64;
+        state.stats.queue_depth -= n;
+        state.stats.queue_bytes -= batch.bytes;
+        state.stats.in_flight += n;
+        state.in_flight_bytes += batch.bytes;
+        // What is left has waited at most as long as what was taken; restarting its linger here
+        // keeps the clock to one read per batch instead of one per message.
+        state.first_seen = (!state.messages.is_empty()).then(Instant::now);
+        Some(batch)
+    }
+
+    /// When the queued records are due to the worker: now if a batch is full, else `linger`
+    /// after the worker first saw them (this call is how it sees them). `None` when the queue is
+    /// empty.
+    pub fn due_at(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        if state.messages.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let first_seen = *state.first_seen.get_or_insert(now);
+        let full = state.stats.queue_depth >= self.limits.batch_records
+            || state.stats.queue_bytes >= self.limits.batch_bytes;
+        Some(if full {
+            first_seen
+        } else {
+            first_seen + self.limits.linger
+        })
+    }
+
+    /// Whether memory (queue and in flight) is above the spill mark.
+    pub fn memory_above_spill_mark(&self) -> bool {
+        let (records, bytes) = self.lock().memory();
+        records > self.limits.spill_records || bytes > self.limits.spill_bytes
+    }
+
+    /// Whether the queue alone is above half the spill mark: spilling goes on until it is not.
+    pub fn queue_above_half_spill_mark(&self) -> bool {
+        let stats = &self.lock().stats;
+        stats.queue_depth > self.limits.spill_records / 2
+            || stats.queue_bytes > self.limits.spill_bytes / 2
+    }
+
+    /// Updates the counters with `f` under the lock, then wakes blocked writers.
+    pub fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.room.notify_waiters();
+    }
+
+    /// Records an error as the last one.
+    pub fn set_last_error(&self, message: String) {
+        self.lock().stats.last_error = Some(LastError::now(message));
+    }
+}
+
+impl Limits {
+    /// Whether an enqueue moved the queue past a point where the worker must act: a full batch,
+    /// or the spill mark.
+    fn crossed(&self, before: (u64, u64, (u64, u64)), after: (u64, u64, (u64, u64))) -> bool {
+        let past = |b: u64, a: u64, mark: u64| b < mark && a >= mark;
+        past(before.0, after.0, self.batch_records)
+            || past(before.1, after.1, self.batch_bytes)
+            || past(before.2 .0, after.2 .0, self.spill_records + 1)
+            || past(before.2 .1, after.2 .1, self.spill_bytes + 1)
+    }
+}
+
+impl State {
+    /// Records and bytes in memory: queued and in flight.
+    fn memory(&self) -> (u64, u64) {
+        (
+            self.stats.queue_depth + self.stats.in_flight,
+            self.stats.queue_bytes + self.in_flight_bytes,
+        )
+    }
+
+    /// Whether `message` fits in memory. A message larger than the whole bound fits an empty
+    /// memory, so that it is not refused forever.
+    fn fits(&self, limits: &Limits, message: &Message) -> bool {
+        let (records, bytes) = self.memory();
+        records == 0
+            || (records + message.records.len() as u64 <= limits.max_records
+                && bytes + message.bytes <= limits.max_bytes)
+    }
+
+    /// Uncounts a message taken out of the queue (its ack, if any, is dropped: the writer stops
+    /// waiting).
+    fn forget(&mut self, message: &Message) {
+        self.stats.queue_depth -= message.records.len() as u64;
+        self.stats.queue_bytes -= message.bytes;
+    }
+
+    /// Takes `records` (`bytes`) out of the in-flight gauges.
+    pub fn leave_flight(&mut self, records: u64, bytes: u64) {
+        self.stats.in_flight -= records;
+        self.in_flight_bytes -= bytes;
+    }
+
+    /// Sets the spool gauges.
+    pub fn set_spool(&mut self, totals: super::spool::Totals) {
+        self.stats.spool_records = totals.records;
+        self.stats.spool_batches = totals.batches;
+        self.stats.spool_bytes = totals.bytes;
+    }
+}

@@ -1,0 +1,615 @@
+//! The worker task: cuts the queue into batches, delivers them, spools what cannot be delivered
+//! (or, with `Disk`, everything first), replays the spool in order, and drains on shutdown.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+
+use super::deadletter;
+use super::queue::{Batch, Queue, State};
+use super::retry::{deliver, Delivery, RetryPolicy};
+use super::spool::{Spool, SpoolError, Totals};
+use super::{Durability, OverflowPolicy};
+use crate::{BoxFuture, Chest, Record};
+
+/// The longest the worker sleeps while records may be queued: how late it may notice them.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The spool as the worker holds it: shared with blocking tasks, one operation at a time.
+pub(crate) struct SpoolSlot {
+    pub spool: Option<Arc<Mutex<Spool>>>,
+    pub path: PathBuf,
+    pub durable: bool,
+    pub max_bytes: u64,
+    /// Bumped when a bad file is set aside while running: batches loaded from the old file are
+    /// then treated as memory batches.
+    pub generation: u64,
+}
+
+/// Where a batch being delivered came from.
+enum Origin {
+    /// The memory queue (or held back after a failure): its records count as in flight.
+    Memory,
+    /// Spool rows: its records count in the spool until settled.
+    Spool { ids: Vec<i64>, generation: u64 },
+}
+
+/// What the worker remembers of the spool batch being replayed.
+struct Replaying {
+    records: u64,
+    bytes: u64,
+    /// Its rows, which eviction must leave alone.
+    ids: Vec<i64>,
+}
+
+struct Settled {
+    origin: Origin,
+    batch: Batch,
+    delivery: Delivery,
+}
+
+pub(crate) struct Worker {
+    pub queue: Arc<Queue>,
+    pub chest: Arc<dyn Chest>,
+    pub retry: RetryPolicy,
+    pub max_in_flight: usize,
+    pub spool: SpoolSlot,
+    pub dead_letter: Option<PathBuf>,
+    /// Told when the worker has finished.
+    pub done: watch::Sender<bool>,
+    /// Batches given up on that no spool could take: delivered before anything else.
+    held: VecDeque<Batch>,
+    deliveries: FuturesUnordered<BoxFuture<'static, Settled>>,
+    /// The spool batch being replayed (one at a time, to keep order).
+    replaying: Option<Replaying>,
+    /// After a batch was given up: no delivery starts before this.
+    down_until: Option<Instant>,
+    /// When spooled batches are due for replay.
+    spool_due: Option<Instant>,
+    stop: watch::Sender<bool>,
+}
+
+impl Worker {
+    pub fn new(
+        queue: Arc<Queue>,
+        chest: Arc<dyn Chest>,
+        retry: RetryPolicy,
+        max_in_flight: usize,
+        spool: SpoolSlot,
+        dead_letter: Option<PathBuf>,
+        done: watch::Sender<bool>,
+    ) -> Self {
+        let spool_due = (queue.stats().spool_records > 0).then(Instant::now);
+        Worker {
+            queue,
+            chest,
+            retry,
+            max_in_flight,
+            spool,
+            dead_letter,
+            done,
+            held: VecDeque::new(),
+            deliveries: FuturesUnordered::new(),
+            replaying: None,
+            down_until: None,
+            spool_due,
+            stop: watch::channel(false).0,
+        }
+    }
+
+    fn disk(&self) -> bool {
+        self.queue.limits.durability == Durability::Disk && self.spool.spool.is_some()
+    }
+
+    pub async fn run(mut self) {
+        let mut stop_at: Option<Instant> = None;
+        loop {
+            let closing = self.queue.lock().closing;
+            if let Some(deadline) = closing {
+                let now = Instant::now();
+                let at = *stop_at.get_or_insert_with(|| {
+                    let left = deadline.saturating_duration_since(now);
+                    deadline - (left / 4).min(Duration::from_secs(2))
+                });
+                // With the chest down, waiting for it is pointless when a spool can take the rest.
+                let down = self.down_until.is_some() && self.spool.spool.is_some();
+                if now >= at || down || self.drained() {
+                    break;
+                }
+            }
+            if self.disk() {
+                self.commit().await;
+            } else if self.spool.spool.is_some() && self.queue.memory_above_spill_mark() {
+                self.spill().await;
+            }
+            self.start_deliveries(closing.is_some()).await;
+            let wake_at = self
+                .next_wake(closing.is_some())
+                .into_iter()
+                .chain(stop_at)
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                Some(settled) = self.deliveries.next(), if !self.deliveries.is_empty() => {
+                    self.settle(settled).await;
+                }
+                () = self.queue.wake.notified() => {}
+                () = sleep_until(wake_at) => {}
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Whether nothing is left to do before shutting down: memory is empty, nothing is being
+    /// delivered, and the spool is empty or its chest is down.
+    fn drained(&self) -> bool {
+        let stats = self.queue.stats();
+        stats.in_memory() == 0
+            && self.deliveries.is_empty()
+            && (stats.spool_records == 0 || self.down_until.is_some())
+    }
+
+    /// The earliest time the worker has something to do on its own, if any (deliveries ending,
+    /// writes and shutdown wake it too).
+    fn next_wake(&self, closing: bool) -> Option<Instant> {
+        let now = Instant::now();
+        if let Some(until) = self.down_until.filter(|until| *until > now) {
+            return Some(until);
+        }
+        if self.deliveries.len() >= self.max_in_flight {
+            return None;
+        }
+        let spooled = self.queue.stats().spool_records > 0;
+        let due = if spooled {
+            self.spool_due.filter(|_| self.replaying.is_none())
+        } else if self.disk() {
+            None
+        } else {
+            // The tick on which the worker notices new messages (writers do not wake it).
+            let tick = self.queue.limits.linger.min(TICK);
+            Some(self.queue.due_at().unwrap_or(now + tick))
+        };
+        if closing {
+            // Shutting down, everything is due: look again soon.
+            due.map(|at| at.min(now + Duration::from_millis(10)))
+        } else {
+            due
+        }
+    }
+
+    /// Starts deliveries while there is room: held batches first, then the spool (oldest first,
+    /// one batch at a time), then the memory queue (not with `Disk`: there the spool is the queue).
+    async fn start_deliveries(&mut self, closing: bool) {
+        let now = Instant::now();
+        if self.down_until.is_some_and(|until| until > now) {
+            return;
+        }
+        while self.deliveries.len() < self.max_in_flight {
+            if let Some(batch) = self.held.pop_front() {
+                self.launch(Origin::Memory, batch);
+                continue;
+            }
+            if self.queue.stats().spool_records > 0 {
+                let due = closing
+                    || self.spool_due.is_some_and(|at| at <= now)
+                    || self.queue.stats().spool_records >= self.queue.limits.batch_records;
+                if self.replaying.is_some() || !due || !self.replay().await {
+                    return;
+                }
+                continue;
+            }
+            if self.disk() {
+                return;
+            }
+            let due = closing || self.queue.due_at().is_some_and(|at| at <= now);
+            match due.then(|| self.queue.take_batch()).flatten() {
+                Some(batch) => self.launch(Origin::Memory, batch),
+                None => return,
+            }
+        }
+    }
+
+    fn launch(&mut self, origin: Origin, mut batch: Batch) {
+        // Writers never wait for the chest: a memory batch releases any still waiting.
+        batch.acks.clear();
+        let chest = self.chest.clone();
+        let retry = self.retry;
+        let mut stop = self.stop.subscribe();
+        self.deliveries.push(Box::pin(async move {
+            let delivery = deliver(&*chest, &batch.records, &retry, &mut stop).await;
+            Settled {
+                origin,
+                batch,
+                delivery,
+            }
+        }));
+    }
+
+    /// Loads the oldest spooled batches and starts replaying them. `false` if nothing could be
+    /// loaded.
+    async fn replay(&mut self) -> bool {
+        let limits = &self.queue.limits;
+        let (records, bytes) = (limits.batch_records as usize, limits.batch_bytes);
+        let Some(result) = self.with_spool(move |s| s.load(records, bytes)).await else {
+            return false;
+        };
+        let (loaded, totals) = match result {
+            Ok(loaded) => loaded,
+            Err(()) => {
+                self.spool_due = Some(Instant::now() + self.retry.max_backoff);
+                return false;
+            }
+        };
+        self.queue.update(|s| {
+            s.stats.dropped.spool_corrupt += loaded.undecodable;
+            s.set_spool(totals);
+        });
+        if loaded.ids.is_empty() {
+            self.spool_due = None;
+            return false;
+        }
+        let bytes = loaded.records.iter().map(|r| r.approx_size() as u64).sum();
+        self.replaying = Some(Replaying {
+            records: loaded.records.len() as u64,
+            bytes,
+            ids: loaded.ids.clone(),
+        });
+        let origin = Origin::Spool {
+            ids: loaded.ids,
+            generation: self.spool.generation,
+        };
+        let batch = Batch {
+            seq: loaded.seq,
+            records: loaded.records,
+            bytes,
+            acks: Vec::new(),
+        };
+        self.launch(origin, batch);
+        true
+    }
+
+    /// Runs a spool operation on the blocking pool, then brings the spool gauges up to date in
+    /// the same lock as `apply` (which gets the operation's value and the state). A corrupt file
+    /// is set aside and replaced. `None` without a spool; `Some(Err(()))` if the operation
+    /// failed (logged, and kept as the last error).
+    async fn with_spool<T: Send + 'static>(
+        &mut self,
+        op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Option<Result<(T, Totals), ()>> {
+        let spool = self.spool.spool.clone()?;
+        let result = tokio::task::spawn_blocking(move || {
+            let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
+            op(&mut spool).map(|value| (value, spool.totals()))
+        })
+        .await;
+        match result {
+            Ok(Ok((value, totals))) => Some(Ok((value, totals))),
+            Ok(Err(error)) => {
+                self.spool_failed(error).await;
+                Some(Err(()))
+            }
+            Err(join) => {
+                self.queue
+                    .set_last_error(format!("spool task failed: {join}"));
+                Some(Err(()))
+            }
+        }
+    }
+
+    /// Logs a spool failure; a corrupt file is renamed aside and a new one opened, and the
+    /// records it held (but a batch being replayed) are counted as dropped.
+    async fn spool_failed(&mut self, error: SpoolError) {
+        tracing::error!(target: "chest", chest = %self.queue.name, %error, "spool operation failed");
+        self.queue.set_last_error(error.to_string());
+        let path = self.spool.path.clone();
+        let Some(renamed) = error.set_aside_if_corrupt(&path) else {
+            return;
+        };
+        if let Err(e) = renamed {
+            tracing::error!(target: "chest", chest = %self.queue.name, spool = %path.display(),
+                error = %e, "cannot set the corrupt spool aside; continuing without a spool");
+            self.spool.spool = None;
+            self.queue.set_durable(false);
+            return;
+        }
+        let durable = self.spool.durable;
+        let reopened = tokio::task::spawn_blocking(move || Spool::open_with(&path, durable))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        self.spool.generation += 1;
+        let (replaying, replaying_bytes) = self
+            .replaying
+            .as_ref()
+            .map_or((0, 0), |r| (r.records, r.bytes));
+        self.queue.set_durable(reopened.is_ok());
+        self.spool.spool = match reopened {
+            Ok(spool) => Some(Arc::new(Mutex::new(spool))),
+            Err(e) => {
+                tracing::error!(target: "chest", chest = %self.queue.name, error = %e,
+                    "cannot open a new spool; continuing without one");
+                None
+            }
+        };
+        self.queue.update(|s| {
+            let lost = s.stats.spool_records - replaying;
+            s.stats.dropped.spool_corrupt += lost;
+            s.stats.in_flight += replaying;
+            s.in_flight_bytes += replaying_bytes;
+            s.stats.spool_set_aside += 1;
+            s.set_spool(Totals::default());
+        });
+        tracing::error!(target: "chest", chest = %self.queue.name,
+            "corrupt spool set aside and replaced");
+    }
+
+    /// Appends batches taken out of memory to the spool, within its bound and the overflow
+    /// policy. Returns the batches that did not fit (or all of them if the spool failed); the
+    /// appended ones leave the in-flight gauges.
+    async fn spool_batches(&mut self, batches: Vec<Batch>) -> Vec<Batch> {
+        if batches.is_empty() {
+            return batches;
+        }
+        let max = self.spool.max_bytes;
+        let evict = self.queue.limits.overflow == OverflowPolicy::DropOldest;
+        let keep: Vec<i64> = self
+            .replaying
+            .as_ref()
+            .map_or_else(Vec::new, |r| r.ids.clone());
+        let batches = Arc::new(batches);
+        let shared = batches.clone();
+        let result = self
+            .with_spool(move |s| {
+                let list: Vec<(u64, &[Record])> =
+                    shared.iter().map(|b| (b.seq, &b.records[..])).collect();
+                s.append_bounded(&list, max, evict, &keep)
+            })
+            .await;
+        let batches = Arc::try_unwrap(batches).unwrap_or_else(|arc| {
+            // The blocking task is over, so this is the only reference; cloning is a fallback.
+            arc.iter().map(Batch::duplicate).collect()
+        });
+        let (evicted, appended, totals) = match result {
+            Some(Ok(((evicted, appended), totals))) => (evicted, appended, totals),
+            _ => return batches,
+        };
+        let (records, bytes) = batches.iter().fold((0, 0), |(r, b), batch| {
+            (r + batch.records.len() as u64, b + batch.bytes)
+        });
+        self.queue.update(|s| {
+            s.stats.dropped.oldest += evicted;
+            s.set_spool(totals);
+            if appended {
+                s.leave_flight(records, bytes);
+                s.stats.spooled += records;
+            }
+        });
+        if !appended {
+            return batches;
+        }
+        let now = Instant::now();
+        let linger = if self.disk() {
+            self.queue.limits.linger
+        } else {
+            Duration::ZERO
+        };
+        self.spool_due = Some(self.spool_due.unwrap_or(now + linger).min(now + linger));
+        Vec::new()
+    }
+
+    /// `Disk`: moves every queued message into the spool in one transaction (group commit) and
+    /// releases their writers. What the spool cannot take stays in memory (held), released too.
+    async fn commit(&mut self) {
+        let batches = self.drain_queue(|_| true);
+        let unspooled = self.spool_batches(batches).await;
+        if !unspooled.is_empty() {
+            let records: usize = unspooled.iter().map(|b| b.records.len()).sum();
+            tracing::warn!(target: "chest", chest = %self.queue.name, records,
+                "the spool cannot take these records (full or failing): kept in memory only");
+        }
+        self.hold(unspooled);
+    }
+
+    /// `Memory`: moves the oldest queued records to the spool until memory is under half the
+    /// spill mark.
+    async fn spill(&mut self) {
+        let batches = self.drain_queue(Queue::queue_above_half_spill_mark);
+        let unspooled = self.spool_batches(batches).await;
+        self.hold(unspooled);
+    }
+
+    /// Takes batches from the queue while `more` says so.
+    fn drain_queue(&self, more: impl Fn(&Queue) -> bool) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        while more(&self.queue) {
+            match self.queue.take_batch() {
+                Some(batch) => batches.push(batch),
+                None => break,
+            }
+        }
+        batches
+    }
+
+    /// Keeps batches in memory, to be delivered before anything else. Their writers (`Disk`) are
+    /// released: the records are accepted, in memory only.
+    fn hold(&mut self, batches: Vec<Batch>) {
+        for mut batch in batches {
+            batch.acks.clear();
+            self.held.push_back(batch);
+        }
+    }
+
+    /// Accounts for a finished delivery.
+    async fn settle(&mut self, settled: Settled) {
+        let Settled {
+            origin,
+            batch,
+            delivery,
+        } = settled;
+        let dead: Vec<(Record, String)> = delivery
+            .dead
+            .iter()
+            .map(|(at, error)| (batch.records[*at].clone(), error.clone()))
+            .collect();
+        let dead_lettered = self.write_dead_letters(&dead).await;
+        let remaining: Vec<Record> = delivery
+            .gave_up
+            .iter()
+            .flat_map(|range| batch.records[range.clone()].iter().cloned())
+            .collect();
+        let remaining_bytes: u64 = remaining.iter().map(|r| r.approx_size() as u64).sum();
+        let done_records = (batch.records.len() - remaining.len()) as u64;
+        let dead_count = dead.len() as u64;
+        let written = delivery.written;
+        let retries = delivery.retries;
+        let last_error = delivery.last_error.map(super::stats::LastError::now);
+        let attempted = move |s: &mut State| {
+            s.stats.retried += retries;
+            if last_error.is_some() {
+                s.stats.last_error = last_error;
+            }
+        };
+        let outcome = move |s: &mut State| {
+            s.stats.written += written;
+            if dead_lettered {
+                s.stats.dead_lettered += dead_count;
+            } else {
+                s.stats.dropped.permanent_error += dead_count;
+            }
+        };
+        let gave_up = !remaining.is_empty();
+        match origin {
+            Origin::Spool { ids, generation } if generation == self.spool.generation => {
+                self.replaying = None;
+                let result = self.with_spool(move |s| s.settle(&ids, &remaining)).await;
+                let totals = match result {
+                    Some(Ok(((), totals))) => Some(totals),
+                    _ => None,
+                };
+                self.queue.update(|s| {
+                    attempted(s);
+                    // If the rows could not be updated they will be replayed again
+                    // (at-least-once), so their records are still counted in the spool.
+                    if let Some(totals) = totals {
+                        outcome(s);
+                        s.stats.replayed += done_records;
+                        s.set_spool(totals);
+                    }
+                });
+                if self.queue.stats().spool_records == 0 {
+                    self.spool_due = None;
+                }
+            }
+            origin => {
+                if matches!(origin, Origin::Spool { .. }) {
+                    self.replaying = None;
+                }
+                self.queue.update(|s| {
+                    attempted(s);
+                    outcome(s);
+                    s.leave_flight(done_records, batch.bytes.saturating_sub(remaining_bytes));
+                });
+                if gave_up {
+                    let rest = Batch {
+                        seq: batch.seq,
+                        records: remaining,
+                        bytes: remaining_bytes,
+                        acks: Vec::new(),
+                    };
+                    let unspooled = self.spool_batches(vec![rest]).await;
+                    for batch in unspooled.into_iter().rev() {
+                        self.held.push_front(batch);
+                    }
+                }
+            }
+        }
+        if gave_up {
+            let pause = self.retry.max_backoff;
+            tracing::warn!(target: "chest", chest = %self.queue.name, ?pause,
+                "chest unavailable: its records wait (spooled if possible) and are retried later");
+            self.down_until = Some(Instant::now() + pause);
+        } else {
+            self.down_until = None;
+        }
+    }
+
+    /// Writes refused records to the dead-letter file. `false` if there is none or it failed
+    /// (the records are then logged).
+    async fn write_dead_letters(&mut self, dead: &[(Record, String)]) -> bool {
+        if dead.is_empty() {
+            return true;
+        }
+        let written = match self.dead_letter.clone() {
+            Some(path) => {
+                let entries = dead.to_vec();
+                let result =
+                    tokio::task::spawn_blocking(move || deadletter::append(&path, &entries)).await;
+                match result {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        self.queue
+                            .set_last_error(format!("cannot write the dead-letter file: {e}"));
+                        false
+                    }
+                    Err(e) => {
+                        self.queue
+                            .set_last_error(format!("dead-letter task failed: {e}"));
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        if !written {
+            for (record, error) in dead {
+                tracing::error!(target: "chest", chest = %self.queue.name,
+                    request_id = %record.request_id, name = %record.name, %error,
+                    "record refused for good and no dead-letter file took it; dropped");
+            }
+        }
+        written
+    }
+
+    /// Shutdown's end: stops deliveries (what they did not write is given up), settles them,
+    /// and moves everything left in memory to the spool; what no spool takes is dropped.
+    async fn finish(mut self) {
+        self.stop.send_replace(true);
+        while let Some(settled) = self.deliveries.next().await {
+            self.settle(settled).await;
+        }
+        let mut left: Vec<Batch> = self.held.drain(..).collect();
+        left.extend(self.drain_queue(|_| true));
+        let unspooled = self.spool_batches(left).await;
+        let lost: u64 = unspooled.iter().map(|b| b.records.len() as u64).sum();
+        if lost > 0 {
+            tracing::error!(target: "chest", chest = %self.queue.name, records = lost,
+                "shutdown: records neither written nor spooled; dropped");
+        }
+        let (records, bytes) = unspooled.iter().fold((0, 0), |(r, b), batch| {
+            (r + batch.records.len() as u64, b + batch.bytes)
+        });
+        self.queue.update(|s| {
+            s.leave_flight(records, bytes);
+            s.stats.dropped.shutdown += records;
+            s.closed = true;
+        });
+        self.done.send_replace(true);
+    }
+}
+
+impl Batch {
+    /// A copy (the records are cheap to clone: their strings are shared).
+    fn duplicate(&self) -> Batch {
+        Batch {
+            seq: self.seq,
+            records: self.records.clone(),
+            bytes: self.bytes,
+            acks: Vec::new(),
+        }
+    }
+}

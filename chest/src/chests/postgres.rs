@@ -1,0 +1,419 @@
+//! PostgreSQL, through a pool of sqlx connections (feature `postgres`).
+//!
+//! ```no_run
+//! use chest::chests::postgres::PostgresChest;
+//! use chest::{layer::ChestLayer, Recorder};
+//!
+//! # async fn run() -> Result<(), chest::Error> {
+//! let chest = PostgresChest::connect("postgres://app:secret@127.0.0.1:5432/metrics").await?;
+//! assert_eq!(chest::Chest::name(&chest), "postgres://app@127.0.0.1:5432/metrics");
+//! let layer = ChestLayer::new(Recorder::new().chest(chest));
+//! # Ok(()) }
+//! ```
+//!
+//! With settings, and without connecting until the first write:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use chest::chests::postgres::PostgresChest;
+//!
+//! # async fn run() -> Result<(), chest::Error> {
+//! let chest = PostgresChest::builder("postgres://postgres@127.0.0.1:5432/chest_test")
+//!     .table("flask_chest")
+//!     .max_connections(4)
+//!     .connect_timeout(Duration::from_secs(2))
+//!     .build_lazy()?;
+//! # Ok(()) }
+//! ```
+//!
+//! The table (created, with its index, in the connection's current schema when missing; an
+//! existing table must have every column, else [`Error::MissingColumns`]):
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `unique_id` | BIGSERIAL PRIMARY KEY | Flask-Chest |
+//! | `request_id` | TEXT | Flask-Chest; indexed |
+//! | `name` | TEXT | Flask-Chest |
+//! | `value` | TEXT | Flask-Chest: the value's text form |
+//! | `value_num` | DOUBLE PRECISION | the number for int, float (finite) and bool (0/1); else NULL |
+//! | `value_type` | TEXT | `int`, `float`, `bool`, `text`, `json` or `text_escaped` (below) |
+//! | `method` | TEXT | HTTP method |
+//! | `route` | TEXT | route template, NULL when none matched |
+//! | `recorded_at` | TIMESTAMPTZ | microseconds (bound as a timestamp, not text) |
+//!
+//! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
+//!
+//! ## NUL characters
+//!
+//! PostgreSQL's text types cannot hold the NUL character (U+0000). A text value that contains
+//! one is stored escaped, losslessly, and flagged: in `value`, `\` becomes `\\` and NUL becomes
+//! `\0`, and `value_type` is [`ESCAPED_TEXT_TYPE`] (`text_escaped`); [`unescape_text`] gives the
+//! original back. Text without NUL, JSON (which escapes NUL itself) and numbers are stored as is.
+//! A NUL in a record's request id, name, method or route (none of which chest's own layer
+//! produces) is refused with a permanent error naming the record.
+//!
+//! ```
+//! use chest::chests::postgres::{escape_text, unescape_text};
+//!
+//! let stored = escape_text("a\0b\\c");
+//! assert_eq!(stored, "a\\0b\\\\c");
+//! assert_eq!(unescape_text(&stored), "a\0b\\c");
+//! ```
+//!
+//! ## Writes and errors
+//!
+//! Each write is one transaction of multi-row inserts: `INSERT … SELECT * FROM UNNEST($1, …, $8)`
+//! with one array per column (sqlx's advice for bulk inserts into PostgreSQL, and faster here
+//! than `VALUES` lists), at most 8,192 rows and a few MB a statement; 8 bound values whatever the
+//! row count, so PostgreSQL's limit of 65,535 (32,767 for older servers) never comes near. A refused or lost connection (including
+//! `pg_terminate_backend`), a pool timeout, a serialization failure or deadlock, a lock timeout,
+//! a full disk, a server shutting down or starting up, or a read-only standby are retryable; bad
+//! credentials, an unknown database, SQL and data errors are permanent. The chest's name is
+//! `postgres://user@host:port/database`: passwords never appear in names, errors, logs or
+//! `Debug`.
+//!
+//! A failed write wrote nothing (its transaction is rolled back), with one exception no client
+//! can rule out: a connection lost while the server commits. That write is reported retryable,
+//! and if the commit did happen a retry stores its rows twice (delivery is at least once).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::error::DatabaseError;
+use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::{Arguments, ConnectOptions};
+
+use super::sql::{Dialect, Row};
+use super::sqlx_common::{self, Backend, Endpoint, Settings, SqlxChest};
+use crate::{BoxError, BoxFuture, Chest, ChestError, Error, ErrorKind, Record};
+
+/// The `value_type` of a text value stored escaped because it contains NUL (see the
+/// [module docs](self)).
+pub const ESCAPED_TEXT_TYPE: &str = "text_escaped";
+
+/// PostgreSQL keeps identifiers up to 63 bytes (longer ones are silently cut).
+const LONGEST_IDENTIFIER: usize = 63;
+
+/// A chest that writes to a PostgreSQL table through a connection pool. Clones share the pool.
+///
+/// Written directly (the layer does this for each request, or a batched chest for each batch):
+///
+/// ```no_run
+/// use chest::chests::postgres::PostgresChest;
+/// use chest::{Chest, Record};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let chest = PostgresChest::connect("postgres://postgres@127.0.0.1:5432/chest_test").await?;
+/// chest
+///     .write(&[
+///         Record::new("req-1", "latency_ms", 12.5, "GET", Some("/items/{id}")),
+///         Record::new("req-1", "user", "alice", "GET", Some("/items/{id}")),
+///     ])
+///     .await?;
+/// chest.close().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresChest {
+    inner: Arc<SqlxChest<PostgresServer>>,
+}
+
+/// Settings of a [`PostgresChest`].
+#[derive(Debug, Clone)]
+pub struct PostgresChestBuilder {
+    settings: Settings,
+}
+
+impl PostgresChest {
+    /// Connects with the default settings, and creates the table `chest` if it is missing.
+    ///
+    /// `url`: `postgres://user:password@host:port/database`, with sqlx's options (e.g.
+    /// `?sslmode=require`, `?application_name=my-app`; the default application name is `chest`).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder(url).build().await
+    }
+
+    /// Settings for the server at `url`: table `chest`, up to 8 connections, 10 s to connect.
+    pub fn builder(url: &str) -> PostgresChestBuilder {
+        PostgresChestBuilder {
+            settings: Settings::new(url),
+        }
+    }
+
+    /// The table written to.
+    pub fn table(&self) -> &str {
+        self.inner.table()
+    }
+
+    /// Closes the pool: waits for the connections in use, then closes every connection. Writes
+    /// after this fail (permanently).
+    pub async fn close(&self) {
+        self.inner.close().await;
+    }
+}
+
+impl PostgresChestBuilder {
+    /// The table to write (default `chest`; `flask_chest` for Flask-Chest's). It must match
+    /// `[A-Za-z_][A-Za-z0-9_]{0,62}` (it is quoted, so case matters).
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.settings.table = table.into();
+        self
+    }
+
+    /// The most connections the pool opens (default 8).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.settings.max_connections = max;
+        self
+    }
+
+    /// How long a write waits for a connection, opening one included (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// Connects, and creates the table and its index if missing (or checks an existing table's
+    /// columns).
+    pub async fn build(self) -> Result<PostgresChest, Error> {
+        let inner = SqlxChest::connect(self.settings).await?;
+        Ok(PostgresChest {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Checks the settings without connecting: the first write connects and prepares the table,
+    /// and its errors are [`ChestError`]s (so a batched chest keeps the records while the server
+    /// is away). Must be called inside a Tokio runtime.
+    pub fn build_lazy(self) -> Result<PostgresChest, Error> {
+        let inner = SqlxChest::new(self.settings)?;
+        Ok(PostgresChest {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl Chest for PostgresChest {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
+        Box::pin(self.inner.write(records))
+    }
+}
+
+impl std::fmt::Debug for PostgresChest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresChest")
+            .field("name", &self.inner.name())
+            .field("table", &self.inner.table())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Escapes text for a PostgreSQL text column: `\` as `\\`, NUL as `\0`. Undone by
+/// [`unescape_text`].
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The original of a value stored with `value_type` [`ESCAPED_TEXT_TYPE`]: `\0` becomes NUL,
+/// `\\` becomes `\`. Any other backslash is kept as is.
+pub fn unescape_text(stored: &str) -> String {
+    let mut out = String::with_capacity(stored.len());
+    let mut chars = stored.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('0') => out.push('\0'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// PostgreSQL as a [`Backend`].
+pub(crate) struct PostgresServer;
+
+/// A record as PostgreSQL can store it: text with NUL in `value` escaped and flagged; NUL
+/// elsewhere refused.
+fn pg_row(record: &Record) -> Result<Row<'_>, BoxError> {
+    let mut row = Row::from(record);
+    let tags = [
+        ("request id", row.request_id),
+        ("name", row.name),
+        ("method", row.method),
+        ("route", row.route.unwrap_or("")),
+    ];
+    if let Some((what, _)) = tags.iter().find(|(_, text)| text.contains('\0')) {
+        return Err(format!("its {what} contains NUL, which PostgreSQL text cannot hold").into());
+    }
+    if row.value.contains('\0') {
+        row.value = Cow::Owned(escape_text(&row.value));
+        row.value_type = ESCAPED_TEXT_TYPE;
+    }
+    Ok(row)
+}
+
+/// SQLSTATEs after which a retry can succeed, besides whole classes 08 (connection exception),
+/// 40 (transaction rollback: serialization failure, deadlock) and 53 (insufficient resources).
+const RETRYABLE_STATES: &[&str] = &[
+    "57000", // operator_intervention
+    "57014", // query_canceled
+    "57P01", // admin_shutdown: pg_terminate_backend, or the server stopping
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now: starting up
+    "57P05", // idle_session_timeout
+    "58000", // system_error
+    "58030", // io_error
+    "55P03", // lock_not_available
+    "55006", // object_in_use
+    "25006", // read_only_sql_transaction: a standby during failover
+    "72000", // snapshot_too_old
+];
+
+impl Backend for PostgresServer {
+    type Db = sqlx::Postgres;
+    const DIALECT: Dialect = Dialect::Postgres;
+    const SCHEME: &'static str = "postgres";
+    /// Rows go in arrays (`UNNEST`), not in bound values: only memory bounds a statement.
+    const MAX_STATEMENT_ROWS: usize = 8192;
+    const ANY_ROW_COUNT: bool = true;
+    const COLUMNS_SQL: &'static str = "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1";
+    const MAX_PACKET_SQL: Option<&'static str> = None;
+    const SESSION_SQL: Option<&'static str> = None;
+
+    fn check_table(table: &str) -> Result<(), Error> {
+        if table.len() > LONGEST_IDENTIFIER {
+            return Err(Error::InvalidTableName {
+                name: table.to_owned(),
+                reason: "it is longer than 63 characters, PostgreSQL's limit",
+            });
+        }
+        Ok(())
+    }
+
+    fn configure(options: PgConnectOptions) -> PgConnectOptions {
+        // Statements are up to thousands of rows long: not for logs.
+        let options = options.disable_statement_logging();
+        if options.get_application_name().is_some() {
+            options
+        } else {
+            options.application_name("chest")
+        }
+    }
+
+    fn endpoint(options: &PgConnectOptions) -> Endpoint<'_> {
+        Endpoint {
+            user: options.get_username(),
+            host: options.get_host(),
+            port: options.get_port(),
+            database: options.get_database(),
+        }
+    }
+
+    fn insert_sql(table: &str, _rows: usize) -> String {
+        Dialect::Postgres.insert_unnest(table)
+    }
+
+    fn bind_rows(args: &mut PgArguments, records: &[Record]) -> Result<(), (usize, BoxError)> {
+        let mut rows = Vec::with_capacity(records.len());
+        let mut times = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
+            rows.push(pg_row(record).map_err(|e| (index, e))?);
+            times.push(sqlx_common::utc_micros(record).map_err(|e| (index, e))?);
+        }
+        let column =
+            |value: for<'r> fn(&'r Row<'r>) -> &'r str| rows.iter().map(value).collect::<Vec<_>>();
+        // An encoding error concerns the whole statement: blame its first record.
+        let whole = |e: BoxError| (0, e);
+        args.add(column(|r| r.request_id)).map_err(whole)?;
+        args.add(column(|r| r.name)).map_err(whole)?;
+        args.add(column(|r| &r.value)).map_err(whole)?;
+        args.add(rows.iter().map(|r| r.value_num).collect::<Vec<_>>())
+            .map_err(whole)?;
+        args.add(column(|r| r.value_type)).map_err(whole)?;
+        args.add(column(|r| r.method)).map_err(whole)?;
+        args.add(rows.iter().map(|r| r.route).collect::<Vec<_>>())
+            .map_err(whole)?;
+        args.add(times).map_err(whole)
+    }
+
+    fn database_error_kind(error: &dyn DatabaseError) -> ErrorKind {
+        let code = error.code().unwrap_or_default();
+        let retryable = ["08", "40", "53"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            || RETRYABLE_STATES.contains(&&*code);
+        if retryable {
+            ErrorKind::Retryable
+        } else {
+            ErrorKind::Permanent
+        }
+    }
+
+    fn index_exists(error: &dyn DatabaseError) -> bool {
+        // duplicate_table (the index name is taken), or unique_violation in the catalog when
+        // two sessions create it at once.
+        matches!(error.code().as_deref(), Some("42P07" | "23505"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips() {
+        for text in [
+            "",
+            "plain",
+            "a\0b",
+            "\\0",
+            "\\\0\\",
+            "\0\0",
+            "emoji 🦀\0",
+            "tail\\",
+        ] {
+            assert_eq!(unescape_text(&escape_text(text)), text, "{text:?}");
+            assert!(!escape_text(text).contains('\0'));
+        }
+        // Distinct texts stay distinct once escaped.
+        assert_ne!(escape_text("\\0"), escape_text("\0"));
+    }
+
+    #[tokio::test]
+    async fn names_have_no_password_and_long_tables_are_refused() {
+        let url = "postgres://app:pa55-w0rd@db.internal/metrics?password=other";
+        let chest = PostgresChest::builder(url).build_lazy().unwrap();
+        assert_eq!(chest.name(), "postgres://app@db.internal:5432/metrics");
+        let debug = format!("{chest:?} {:?}", PostgresChest::builder(url));
+        assert!(
+            !debug.contains("pa55") && !debug.contains("other"),
+            "{debug}"
+        );
+        let error = PostgresChest::builder(url)
+            .table("t".repeat(64))
+            .build_lazy()
+            .unwrap_err();
+        assert!(error.to_string().contains("63"), "{error}");
+    }
+}
