@@ -3,11 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use chest::batch::{Batched, Stats};
+use chest::chests::prometheus::PrometheusChest;
 use chest::chests::sqlite::SqliteChest;
+use chest::config::{Config, Pipeline};
 use chest::layer::ChestLayer;
 use chest::{Recorder, Tracked};
 
@@ -25,6 +28,19 @@ pub struct DemoArgs {
     /// Table to write.
     #[arg(long, default_value = "chest")]
     table: String,
+    /// Write inline, inside each request (Flask-Chest's way), instead of through a batched
+    /// background queue: for comparison.
+    #[arg(long, conflicts_with = "config")]
+    inline: bool,
+    /// A TOML pipeline (chests, delivery, tracked vars, request ids) instead of --db/--table.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Leave out the Prometheus chest and `/metrics` (to measure what it costs).
+    #[arg(long)]
+    no_prometheus: bool,
+    /// How long shutdown may take to drain batched chests.
+    #[arg(long, default_value = "10s", value_parser = chest::config::parse_duration)]
+    shutdown_deadline: Duration,
 }
 
 /// Transactions handled, for the `transaction` variable.
@@ -40,11 +56,22 @@ async fn api_endpoint() -> &'static str {
     "Hello, World!"
 }
 
-pub fn app(recorder: Recorder) -> Router {
-    Router::new()
+/// The demo's routes: the recorded sample endpoint, `/bare`, `GET /chest/stats`, and
+/// `GET /metrics` when there is a Prometheus chest.
+fn app(recorder: Recorder, batched: Vec<Batched>, prometheus: Option<&PrometheusChest>) -> Router {
+    let stats = move || {
+        let all: Vec<Stats> = batched.iter().map(Batched::stats).collect();
+        std::future::ready(Json(all))
+    };
+    let app = Router::new()
         .route("/api-endpoint", get(api_endpoint).post(api_endpoint))
         .route_layer(ChestLayer::new(recorder))
         .route("/bare", get(api_endpoint))
+        .route("/chest/stats", get(stats));
+    match prometheus {
+        Some(prometheus) => app.merge(prometheus.router()),
+        None => app,
+    }
 }
 
 pub fn run(args: DemoArgs) -> Result<(), CliError> {
@@ -54,13 +81,61 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: DemoArgs) -> Result<(), CliError> {
+/// The sample's pipeline: SQLite, batched (spool and dead letters beside the database) unless
+/// `--inline`; GET → transaction, POST → transaction and response_time.
+fn sample_pipeline(
+    args: &DemoArgs,
+    prometheus: Option<&PrometheusChest>,
+) -> Result<Pipeline, CliError> {
     let sqlite = SqliteChest::builder(&args.db).table(&args.table).build()?;
-    let recorder = Recorder::new().chest(sqlite).tracked_vars(
+    let mut recorder = Recorder::new().tracked_vars(
         Tracked::methods()
             .method("GET", ["transaction"])
             .method("POST", ["transaction", "response_time"]),
     );
+    if let Some(prometheus) = prometheus {
+        recorder = recorder.chest(prometheus.clone());
+    }
+    if args.inline {
+        return Ok(Pipeline::new(recorder.chest(sqlite), Vec::new()));
+    }
+    let beside_db = |suffix: &str| {
+        let mut path = args.db.clone().into_os_string();
+        path.push(suffix);
+        PathBuf::from(path)
+    };
+    let batched = Batched::builder(sqlite)
+        .spool(beside_db(".spool"))
+        .dead_letter(beside_db(".dead.jsonl"))
+        .build()?;
+    Ok(Pipeline::new(
+        recorder.chest(batched.clone()),
+        vec![batched],
+    ))
+}
+
+async fn serve(args: DemoArgs) -> Result<(), CliError> {
+    // The sample's metrics: transaction numbers as a gauge, response times as a histogram.
+    let prometheus = (!args.no_prometheus && args.config.is_none())
+        .then(|| {
+            PrometheusChest::builder()
+                .gauge("transaction")
+                .histogram(
+                    "response_time",
+                    [1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0],
+                )
+                .build()
+        })
+        .transpose()?;
+    let pipeline = match &args.config {
+        Some(path) => Config::load(path)?.build().await?,
+        None => sample_pipeline(&args, prometheus.as_ref())?,
+    };
+    if let Some(prometheus) = &prometheus {
+        for batched in &pipeline.batched {
+            prometheus.register_batched(batched)?;
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
@@ -68,15 +143,29 @@ async fn serve(args: DemoArgs) -> Result<(), CliError> {
     // The banner is a courtesy: a closed stdout (a pipe whose reader left) must not stop the server.
     let banner = format!(
         "chest demo listening on http://{addr}\n  recorded:   curl http://{addr}/api-endpoint  \
-         (GET and POST)\n  no layer:   curl http://{addr}/bare\n  then:       chest query --db {} \
-         --table {}\n",
+         (GET and POST)\n  no layer:   curl http://{addr}/bare\n  counters:   curl \
+         http://{addr}/chest/stats  and  curl http://{addr}/metrics\n  then:       chest query --db {} --table {}\n",
         args.db.display(),
         args.table
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
-    axum::serve(listener, app(recorder))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let batched = pipeline.batched.clone();
+    axum::serve(
+        listener,
+        app(pipeline.recorder, batched, prometheus.as_ref()),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    for chest in &pipeline.batched {
+        let stats = chest.shutdown(args.shutdown_deadline).await;
+        tracing::info!(
+            chest = %stats.chest,
+            written = stats.written,
+            spooled = stats.spool_records,
+            dropped = stats.dropped.total(),
+            "batched chest drained"
+        );
+    }
     tracing::info!("chest demo stopped");
     Ok(())
 }

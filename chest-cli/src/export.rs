@@ -41,25 +41,8 @@ pub struct ExportArgs {
     #[arg(long)]
     follow: bool,
     /// With --follow: how often to look for new rows (e.g. 500ms, 5s, 1m).
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = chest::config::parse_duration)]
     interval: Duration,
-}
-
-/// Parses `250ms`, `5s`, `2m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit `{unit}` in `{text}`: use ms, s or m")),
-    }
 }
 
 pub fn run(args: ExportArgs) -> Result<(), CliError> {
@@ -262,19 +245,5 @@ impl Progress {
             bar.finish();
         }
         tracing::info!(target: "chest::export", records = self.done.get(), "export finished");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("s").is_err());
     }
 }

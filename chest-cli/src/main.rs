@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod export;
 mod query;
+mod spool;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,6 +31,11 @@ enum Command {
     /// Copy a SQLite chest's rows to another chest, resumably (checkpointed), optionally deleting
     /// them from the source once the target acknowledged them.
     Export(export::ExportArgs),
+    /// Look at, or replay by hand, a `Batched` chest's spool file.
+    Spool {
+        #[command(subcommand)]
+        command: spool::SpoolCommand,
+    },
 }
 
 type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,12 +47,18 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Query(args) => query::query(&args),
         Command::Stats(args) => query::stats(&args),
         Command::Export(args) => export::run(args),
+        Command::Spool { command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(CliError::from)
+            .and_then(|runtime| runtime.block_on(spool::run(command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,9 +16,14 @@ struct Demo {
 
 impl Demo {
     fn start(db: &Path) -> Demo {
+        Self::start_with(db, &[])
+    }
+
+    fn start_with(db: &Path, extra: &[&str]) -> Demo {
         let mut child = Command::new(CHEST)
             .args(["demo", "--addr", "127.0.0.1:0", "--db"])
             .arg(db)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -60,6 +65,13 @@ fn terminate(child: &Child) {
     assert!(ok.success());
 }
 
+/// A plain-HTTP client. chest's HTTP chests build reqwest with rustls but without a process-wide
+/// crypto provider, so a client that does not bring its own TLS settings needs one installed.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 fn chest(args: &[&str]) -> Output {
     Command::new(CHEST).args(args).output().unwrap()
 }
@@ -82,7 +94,7 @@ async fn demo_writes_and_query_and_stats_read_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
     let demo = Demo::start(&db);
-    let client = reqwest::Client::new();
+    let client = http_client();
     let api = format!("{}/api-endpoint", demo.url);
     let mut ids = Vec::new();
     for post in [false, true, true] {
@@ -103,6 +115,32 @@ async fn demo_writes_and_query_and_stats_read_it() {
         .unwrap();
     assert_eq!(bare.status(), 200);
     assert!(bare.headers().get("x-request-id").is_none());
+    let stats: serde_json::Value = client
+        .get(format!("{}/chest/stats", demo.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats[0]["enqueued"], 5, "{stats}");
+    let metrics = client
+        .get(format!("{}/metrics", demo.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Two POSTs observed response_time on the sample route; the batched chest's counters too.
+    assert!(
+        metrics.contains(r#"chest_response_time_count{method="POST",route="/api-endpoint"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chest_pipeline_enqueued_total"),
+        "{metrics}"
+    );
     assert!(demo.stop().success(), "demo exits cleanly on SIGTERM");
 
     let db = db.to_str().unwrap();
@@ -165,6 +203,65 @@ async fn demo_writes_and_query_and_stats_read_it() {
         text.contains("p95") && text.contains("response_time"),
         "{text}"
     );
+}
+
+/// Sends one GET and one POST, stops the demo, and returns the rows written.
+async fn round_trip(db: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let demo = Demo::start_with(db, extra);
+    let client = http_client();
+    let api = format!("{}/api-endpoint", demo.url);
+    assert_eq!(client.get(&api).send().await.unwrap().status(), 200);
+    assert_eq!(client.post(&api).send().await.unwrap().status(), 200);
+    assert!(demo.stop().success());
+    json_lines(&chest(&["query", "--db", db.to_str().unwrap(), "--json"]))
+}
+
+#[tokio::test]
+async fn demo_inline_writes_inside_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("inline.db");
+    let rows = round_trip(&db, &["--inline"]).await;
+    assert_eq!(rows.len(), 3);
+    assert!(
+        !dir.path().join("inline.db.spool").exists(),
+        "inline needs no spool"
+    );
+}
+
+#[tokio::test]
+async fn demo_reads_a_toml_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("config.db");
+    let config = dir.path().join("chest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "request_id_header = \"x-trace-id\"\n[tracked_vars]\nPOST = [\"response_time\"]\n\
+             [[chest]]\nurl = \"sqlite://{}\"\n[chest.batch]\nlinger = \"50ms\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let rows = round_trip(&db, &["--config", config.to_str().unwrap()]).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["name"], "response_time");
+    assert_eq!(rows[0]["method"], "POST");
+
+    std::fs::write(
+        &config,
+        "[[chest]]\nurl = \"sqlite://x.db\"\nsurprise = 1\n",
+    )
+    .unwrap();
+    let out = chest(&[
+        "demo",
+        "--addr",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unknown field `surprise`"), "{err}");
 }
 
 #[test]

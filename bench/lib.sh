@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# bench/lib.sh: the measuring half of the overhead scripts (sourced by bench/overhead*.sh, not run).
+#
+# A script starts its server with bench_start, measures with bench_pairs, and ends with
+# bench_report, whose last line is overhead_ratio=<median layered req/s ÷ median bare req/s>.
+#
+# Knobs (env): PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s).
+# The machine is shared and noisy: many short alternating pairs give steadier medians than a few
+# long ones (bare against bare already spreads ±5% per pair here).
+PAIRS=${PAIRS:-16} DURATION=${DURATION:-2s} THREADS=${THREADS:-2} CONNECTIONS=${CONNECTIONS:-32} WARMUP=${WARMUP:-3s}
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+fi
+
+# A scratch directory for the server's files and output, removed on exit.
+bench_work=$(mktemp -d)
+bench_server=""
+trap 'bench_stop; rm -rf "$bench_work"' EXIT
+
+# bench_start NAME COMMAND...: starts the server under test in the background (stdout in
+# $bench_work/server.out, stderr in $bench_work/server.log) and sets `url` from the first
+# `listening on http://ADDR` it prints. NAME names it in the error when it does not start.
+bench_start() {
+  local name=$1
+  shift
+  "$@" >"$bench_work/server.out" 2>"$bench_work/server.log" &
+  bench_server=$!
+  for _ in $(seq 100); do grep -q 'listening on' "$bench_work/server.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$bench_work/server.out" | head -n1)
+  [ -n "$url" ] || { echo "$name did not start:" >&2; cat "$bench_work/server.log" >&2; exit 1; }
+}
+
+# bench_stop: stops the server (SIGTERM) and waits for it to exit. Safe to call twice.
+bench_stop() {
+  [ -n "$bench_server" ] || return 0
+  kill -TERM "$bench_server" 2>/dev/null || true
+  wait "$bench_server" 2>/dev/null || true
+  bench_server=""
+}
+
+# rps DURATION URL: wrk's requests per second.
+rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "$2" | awk '/Requests\/sec/ {print $2}'; }
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# bench_pairs BARE_URL LAYERED_URL: warms both up, then runs wrk alternately on them PAIRS times,
+# printing each pair; fills the arrays `bare`, `layered` and `ratios` (layered ÷ bare).
+bench_pairs() {
+  rps "$WARMUP" "$1" >/dev/null
+  rps "$WARMUP" "$2" >/dev/null
+  bare=() layered=() ratios=()
+  local i b c r
+  for i in $(seq "$PAIRS"); do
+    b=$(rps "$DURATION" "$1")
+    c=$(rps "$DURATION" "$2")
+    r=$(awk -v c="$c" -v b="$b" 'BEGIN {printf "%.3f", c / b}')
+    bare+=("$b") layered+=("$c") ratios+=("$r")
+    printf 'pair %2d: bare %10.0f req/s   chest %10.0f req/s   ratio %s\n' "$i" "$b" "$c" "$r"
+  done
+}
+
+# bench_report SETTINGS [LINE...]: the settings (SETTINGS completes that line), the medians and
+# the spread of the per-pair ratios, the extra LINEs, and last overhead_ratio=….
+bench_report() {
+  local mb mc
+  mb=$(median "${bare[@]}") mc=$(median "${layered[@]}")
+  echo "settings: wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $PAIRS alternating pairs, $1"
+  shift
+  echo "median bare req/s:  $mb"
+  echo "median chest req/s: $mc"
+  echo "per-pair ratio: median $(median "${ratios[@]}"), min $(printf '%s\n' "${ratios[@]}" | sort -g | head -n1), max $(printf '%s\n' "${ratios[@]}" | sort -g | tail -n1)"
+  [ $# -eq 0 ] || printf '%s\n' "$@"
+  awk -v c="$mc" -v b="$mb" 'BEGIN {printf "overhead_ratio=%.3f\n", c / b}'
+}
