@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -12,7 +13,7 @@ use chest::chests::prometheus::PrometheusChest;
 use chest::chests::sqlite::SqliteChest;
 use chest::config::{Config, Pipeline};
 use chest::layer::ChestLayer;
-use chest::{Recorder, Tracked};
+use chest::{Chest, Recorder, Tracked};
 
 use crate::CliError;
 
@@ -22,7 +23,7 @@ pub struct DemoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// SQLite database file.
+    /// SQLite database file, or a `mysql://…` / `postgres://…` URL.
     #[arg(long, default_value = "chest.db")]
     db: PathBuf,
     /// Table to write.
@@ -83,11 +84,17 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
 
 /// The sample's pipeline: SQLite, batched (spool and dead letters beside the database) unless
 /// `--inline`; GET → transaction, POST → transaction and response_time.
-fn sample_pipeline(
+async fn sample_pipeline(
     args: &DemoArgs,
     prometheus: Option<&PrometheusChest>,
 ) -> Result<Pipeline, CliError> {
-    let sqlite = SqliteChest::builder(&args.db).table(&args.table).build()?;
+    let store: Arc<dyn Chest> = match args.db.to_str().filter(|db| db.contains("://")) {
+        Some(url) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            chest::open(&format!("{url}{sep}table={}", args.table)).await?
+        }
+        None => Arc::new(SqliteChest::builder(&args.db).table(&args.table).build()?),
+    };
     let mut recorder = Recorder::new().tracked_vars(
         Tracked::methods()
             .method("GET", ["transaction"])
@@ -97,14 +104,18 @@ fn sample_pipeline(
         recorder = recorder.chest(prometheus.clone());
     }
     if args.inline {
-        return Ok(Pipeline::new(recorder.chest(sqlite), Vec::new()));
+        return Ok(Pipeline::new(recorder.chest(store), Vec::new()));
     }
+    // Beside the SQLite file; in the current folder for a server URL.
     let beside_db = |suffix: &str| {
-        let mut path = args.db.clone().into_os_string();
+        let mut path = match args.db.to_str() {
+            Some(db) if db.contains("://") => "chest-demo".into(),
+            _ => args.db.clone().into_os_string(),
+        };
         path.push(suffix);
         PathBuf::from(path)
     };
-    let batched = Batched::builder(sqlite)
+    let batched = Batched::builder(store)
         .spool(beside_db(".spool"))
         .dead_letter(beside_db(".dead.jsonl"))
         .build()?;
@@ -129,7 +140,7 @@ async fn serve(args: DemoArgs) -> Result<(), CliError> {
         .transpose()?;
     let pipeline = match &args.config {
         Some(path) => Config::load(path)?.build().await?,
-        None => sample_pipeline(&args, prometheus.as_ref())?,
+        None => sample_pipeline(&args, prometheus.as_ref()).await?,
     };
     if let Some(prometheus) = &prometheus {
         for batched in &pipeline.batched {

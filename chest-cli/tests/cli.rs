@@ -306,3 +306,47 @@ fn errors_are_one_clear_line() {
         .unwrap()
         .contains("lacks the columns"));
 }
+
+#[tokio::test]
+async fn demo_writes_to_a_postgres_url() {
+    let Some(url) = std::env::var("CHEST_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CHEST_TEST_POSTGRES_URL is not set under CI=true"
+        );
+        eprintln!("*** SKIPPED: CHEST_TEST_POSTGRES_URL is not set ***");
+        return;
+    };
+    let table = format!("demo_{}", std::process::id());
+    let demo = Demo::start_with(Path::new(&url), &["--table", &table, "--inline"]);
+    let client = http_client();
+    let api = format!("{}/api-endpoint", demo.url);
+    let res = client.post(&api).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(demo.stop().success());
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([url.as_str(), "-Atc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rows = psql(&format!(
+        "SELECT name || '|' || value_type || '|' || method || '|' || route FROM {table} \
+         WHERE request_id = '{id}' ORDER BY unique_id"
+    ));
+    psql(&format!("DROP TABLE {table}"));
+    assert_eq!(
+        rows,
+        "transaction|int|POST|/api-endpoint\nresponse_time|float|POST|/api-endpoint\n"
+    );
+}

@@ -47,6 +47,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))] // Other chests build their own.
     pub(crate) fn backend(chest: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::Backend {
             chest: chest.into(),

@@ -177,6 +177,7 @@ impl Dialect {
     /// PostgreSQL's insert of any number of rows: one array parameter per column of
     /// [`INSERT_COLUMNS`] (`$1::TEXT[]`, …), unnested into rows. The statement is the same for
     /// every row count, and arrays are not limited by the 65,535 bound values of the protocol.
+    #[cfg(feature = "postgres")]
     pub fn insert_unnest(self, table: &str) -> String {
         debug_assert_eq!(
             self,
