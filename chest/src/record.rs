@@ -137,7 +137,7 @@ pub(crate) fn parse_utc_micros(text: &str) -> Option<i64> {
 }
 
 /// A proleptic Gregorian date to days since 1970-01-01: the inverse of [`civil_from_days`].
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);

@@ -323,6 +323,11 @@ mod tests {
         assert!(Dialect::MySql
             .insert("t", 1)
             .ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn unnest_insert() {
         assert_eq!(
             Dialect::Postgres.insert_unnest("t"),
             "INSERT INTO \"t\" (\"request_id\", \"name\", \"value\", \"value_num\", \"value_type\", \
