@@ -88,11 +88,8 @@ async fn sample_pipeline(
     args: &DemoArgs,
     prometheus: Option<&PrometheusChest>,
 ) -> Result<Pipeline, CliError> {
-    let store: Arc<dyn Chest> = match args.db.to_str().filter(|db| db.contains("://")) {
-        Some(url) => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            chest::open(&format!("{url}{sep}table={}", args.table)).await?
-        }
+    let store: Arc<dyn Chest> = match crate::db_url(&args.db, &args.table) {
+        Some(url) => chest::open(&url).await?,
         None => Arc::new(SqliteChest::builder(&args.db).table(&args.table).build()?),
     };
     let mut recorder = Recorder::new().tracked_vars(

@@ -1,5 +1,6 @@
 //! `chest`: a demo server, and queries and statistics over what chest recorded.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,8 @@ struct Cli {
 enum Command {
     /// Serve Flask-Chest's sample app (GET|POST /api-endpoint) recording into SQLite, plus /bare.
     Demo(demo::DemoArgs),
-    /// Print recorded rows: a table, or one JSON object per line with --json.
+    /// Print recorded rows (from SQLite, MySQL/MariaDB or PostgreSQL): a table, or one JSON
+    /// object per line with --json.
     Query(query::QueryArgs),
     /// Per variable: count, and min, mean, p50, p95, p99, max of numeric values.
     Stats(query::StatsArgs),
@@ -51,14 +53,10 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Query(args) => query::query(&args),
-        Command::Stats(args) => query::stats(&args),
+        Command::Query(args) => block_on(query::query(&args)),
+        Command::Stats(args) => block_on(query::stats(&args)),
         Command::Export(args) => export::run(args),
-        Command::Spool { command } => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(CliError::from)
-            .and_then(|runtime| runtime.block_on(spool::run(command))),
+        Command::Spool { command } => block_on(spool::run(command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +65,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a command on a single-threaded Tokio runtime.
+fn block_on(
+    command: impl std::future::Future<Output = Result<(), CliError>>,
+) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
+}
+
+/// `--db` as a URL (`scheme://…`) with `--table` added as its `table=` parameter (a `table=`
+/// already in the URL comes first, and wins); `None` for a plain path, which is a SQLite file.
+fn db_url(db: &Path, table: &str) -> Option<String> {
+    let url = db.to_str().filter(|db| db.contains("://"))?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}table={table}"))
 }
 
 /// The error and its causes on one line.

@@ -1,19 +1,19 @@
 //! `chest query` and `chest stats`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chest::chests::sqlite::SqliteReader;
-use chest::read::{Filter, StoredRecord, VarSummary};
+use chest::read::{Filter, Reader, StoredRecord, VarSummary};
 
 use crate::CliError;
 
 /// Options of `chest query`.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// SQLite database file.
+    /// SQLite database file, or a `sqlite://…`, `mysql://…` or `postgres://…` URL.
     #[arg(long, default_value = "chest.db")]
     db: PathBuf,
-    /// Table to read.
+    /// Table to read (a `table=` in a --db URL wins).
     #[arg(long, default_value = "chest")]
     table: String,
     /// Only this request's rows.
@@ -33,10 +33,10 @@ pub struct QueryArgs {
 /// Options of `chest stats`.
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
-    /// SQLite database file.
+    /// SQLite database file, or a `sqlite://…`, `mysql://…` or `postgres://…` URL.
     #[arg(long, default_value = "chest.db")]
     db: PathBuf,
-    /// Table to read.
+    /// Table to read (a `table=` in a --db URL wins).
     #[arg(long, default_value = "chest")]
     table: String,
     /// Only this variable.
@@ -47,14 +47,25 @@ pub struct StatsArgs {
     json: bool,
 }
 
-pub fn query(args: &QueryArgs) -> Result<(), CliError> {
-    let reader = SqliteReader::open(&args.db, &args.table)?;
-    let rows = reader.query(&Filter {
+/// The reader of `--db` (a plain path is a SQLite file) and `--table`.
+async fn open(db: &Path, table: &str) -> Result<Reader, CliError> {
+    Ok(match crate::db_url(db, table) {
+        Some(url) => Reader::open(&url).await?,
+        None => SqliteReader::open(db, table)?.into(),
+    })
+}
+
+pub async fn query(args: &QueryArgs) -> Result<(), CliError> {
+    let reader = open(&args.db, &args.table).await?;
+    let filter = Filter {
         request_id: args.request_id.clone(),
         name: args.name.clone(),
         after_id: None,
         limit: args.limit,
-    })?;
+    };
+    let rows = reader.query(&filter).await;
+    reader.close().await;
+    let rows = rows?;
     if args.json {
         return print_json_lines(&rows);
     }
@@ -85,9 +96,11 @@ pub fn query(args: &QueryArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn stats(args: &StatsArgs) -> Result<(), CliError> {
-    let reader = SqliteReader::open(&args.db, &args.table)?;
-    let summaries = reader.summaries(args.name.as_deref())?;
+pub async fn stats(args: &StatsArgs) -> Result<(), CliError> {
+    let reader = open(&args.db, &args.table).await?;
+    let summaries = reader.summaries(args.name.as_deref()).await;
+    reader.close().await;
+    let summaries = summaries?;
     if args.json {
         return print_json_lines(&summaries);
     }

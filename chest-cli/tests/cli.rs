@@ -76,12 +76,17 @@ fn chest(args: &[&str]) -> Output {
     Command::new(CHEST).args(args).output().unwrap()
 }
 
-fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+/// Checks that the command of `out` succeeded (else its stderr is the failure).
+fn succeeded(out: &Output) {
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    succeeded(out);
     String::from_utf8(out.stdout.clone())
         .unwrap()
         .lines()
@@ -307,20 +312,181 @@ fn errors_are_one_clear_line() {
         .contains("lacks the columns"));
 }
 
-#[tokio::test]
-async fn demo_writes_to_a_postgres_url() {
-    let Some(url) = std::env::var("CHEST_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
+/// The URL of a real server from `var` (set by `eval "$(scripts/services start)"`), and a table
+/// name no other test (or run) uses; `None`, and the test skipped loudly, when `var` is not set,
+/// except under `CI=true`, where that fails.
+fn server_table(var: &str, prefix: &str) -> Option<(String, String)> {
+    let Some(url) = std::env::var(var).ok().filter(|u| !u.is_empty()) else {
         assert!(
             std::env::var("CI").map_or(true, |v| v != "true"),
-            "CHEST_TEST_POSTGRES_URL is not set under CI=true"
+            "{var} is not set under CI=true"
         );
-        eprintln!("*** SKIPPED: CHEST_TEST_POSTGRES_URL is not set ***");
+        eprintln!("*** SKIPPED: {var} is not set ***");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    Some((url, format!("{prefix}_{}_{nanos}", std::process::id())))
+}
+
+/// Runs `sql` on the PostgreSQL server at `url` with psql; its unaligned output.
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-Atc", sql])
+        .output()
+        .unwrap();
+    succeeded(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `sql` on the MySQL server at `url` (`mysql://user[:password]@host[:port]/db`) with the
+/// mysql client.
+fn mysql(url: &str, sql: &str) {
+    let rest = url.strip_prefix("mysql://").unwrap();
+    let (auth, place) = rest.rsplit_once('@').unwrap();
+    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
+    let (host_port, db) = place.split_once('/').unwrap();
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "3306"));
+    let db = db.split('?').next().unwrap();
+    let out = Command::new("mysql")
+        .args(["-h", host, "-P", port, "-u", user, db, "-e", sql])
+        .env("MYSQL_PWD", password)
+        .output();
+    succeeded(&out.unwrap());
+}
+
+/// `chest query --db postgres://…` prints what a PostgreSQL chest wrote, every field exact (NUL
+/// in text included), and filters it.
+#[tokio::test]
+async fn query_reads_a_postgres_url() {
+    use chest::chests::postgres::PostgresChest;
+    use chest::{Chest, Record};
+
+    let Some((url, table)) = server_table("CHEST_TEST_POSTGRES_URL", "cli_query") else {
         return;
     };
-    let table = format!("demo_{}", std::process::id());
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_700_000_000_000_001);
+    let note = "it's \"x\" \\ \0 🦀";
+    let records = [
+        Record::new("q-1", "latency", 12.5, "GET", Some("/items/{id}")).at(at),
+        Record::new("q-1", "note", note, "GET", Some("/items/{id}")).at(at),
+        Record::new("q-2", "latency", 7, "POST", None).at(at + std::time::Duration::from_secs(1)),
+    ];
+    let writer = PostgresChest::builder(&url).table(&table).build().await;
+    let writer = writer.unwrap();
+    writer.write(&records).await.unwrap();
+    writer.close().await;
+
+    let rows = json_lines(&chest(&[
+        "query", "--db", &url, "--table", &table, "--json",
+    ]));
+    let table_text = chest(&["query", "--db", &url, "--table", &table]);
+    let q2 = json_lines(&chest(&[
+        "query",
+        "--db",
+        &format!("{url}?table={table}"),
+        "--json",
+        "--request-id",
+        "q-2",
+    ]));
+    psql(&url, &format!("DROP TABLE \"{table}\""));
+
+    let route = "/items/{id}";
+    let second = "2023-11-14T22:13:20.000001Z";
+    let want = [
+        serde_json::json!({"request_id": "q-1", "name": "latency", "value": 12.5,
+            "value_type": "float", "method": "GET", "route": route, "recorded_at": second}),
+        serde_json::json!({"request_id": "q-1", "name": "note", "value": note,
+            "value_type": "text", "method": "GET", "route": route, "recorded_at": second}),
+        serde_json::json!({"request_id": "q-2", "name": "latency", "value": 7,
+            "value_type": "int", "method": "POST", "route": null,
+            "recorded_at": "2023-11-14T22:13:21.000001Z"}),
+    ];
+    let ids: Vec<i64> = rows
+        .iter()
+        .map(|r| r["unique_id"].as_i64().unwrap())
+        .collect();
+    let mut fields = rows.clone();
+    for row in &mut fields {
+        row.as_object_mut().unwrap().remove("unique_id");
+    }
+    assert_eq!(fields, want);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(q2.len(), 1, "{q2:?}");
+    assert_eq!(q2[0], rows[2]);
+    let text = String::from_utf8(table_text.stdout).unwrap();
+    assert!(text.starts_with("unique_id"), "{text}");
+    assert!(text.contains("q-2") && text.contains("(3 rows)"), "{text}");
+}
+
+/// `chest stats --db mysql://…` summarises what a MySQL chest wrote.
+#[tokio::test]
+async fn stats_reads_a_mysql_url() {
+    use chest::chests::mysql::MySqlChest;
+    use chest::{Chest, Record};
+
+    let Some((url, table)) = server_table("CHEST_TEST_MYSQL_URL", "cli_stats") else {
+        return;
+    };
+    let mut records: Vec<Record> = [1.0, 2.0, 3.0, 10.0]
+        .into_iter()
+        .enumerate()
+        .map(|(n, latency)| Record::new(format!("s-{n}"), "latency", latency, "GET", None))
+        .collect();
+    records.push(Record::new("s-0", "user", "alice", "GET", None));
+    // Another variable whose name differs only in case: not `latency`.
+    records.push(Record::new("s-0", "Latency", 1000, "GET", None));
+    let writer = MySqlChest::builder(&url).table(&table).build().await;
+    let writer = writer.unwrap();
+    writer.write(&records).await.unwrap();
+    writer.close().await;
+
+    let text = chest(&["stats", "--db", &url, "--table", &table]);
+    succeeded(&text);
+    let json = json_lines(&chest(&[
+        "stats", "--db", &url, "--table", &table, "--json",
+    ]));
+    let one = json_lines(&chest(&[
+        "stats", "--db", &url, "--table", &table, "--name", "latency", "--json",
+    ]));
+    mysql(&url, &format!("DROP TABLE `{table}`"));
+
+    let text = String::from_utf8(text.stdout).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let big = "1000.000000";
+    assert_eq!(
+        lines,
+        [
+            "name count min mean p50 p95 p99 max".to_owned(),
+            format!("Latency 1 {big} {big} {big} {big} {big} {big}"),
+            "latency 4 1.000000 4.000000 2.000000 10.000000 10.000000 10.000000".to_owned(),
+            "user 1 - - - - - -".to_owned(),
+            "(3 rows)".to_owned(),
+        ],
+        "{text}"
+    );
+    assert_eq!(json.len(), 3, "{json:?}");
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one[0], json[1]);
+    assert_eq!(one[0]["name"], "latency");
+    assert_eq!(
+        (one[0]["count"].as_u64(), one[0]["numeric"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(one[0]["mean"], 4.0);
+    assert_eq!(json[2]["numeric"], 0);
+}
+
+#[tokio::test]
+async fn demo_writes_to_a_postgres_url() {
+    let Some((url, table)) = server_table("CHEST_TEST_POSTGRES_URL", "demo") else {
+        return;
+    };
     let demo = Demo::start_with(Path::new(&url), &["--table", &table, "--inline"]);
     let client = http_client();
     let api = format!("{}/api-endpoint", demo.url);
@@ -328,23 +494,14 @@ async fn demo_writes_to_a_postgres_url() {
     assert_eq!(res.status(), 200);
     let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(demo.stop().success());
-    let psql = |sql: &str| {
-        let out = Command::new("psql")
-            .args([url.as_str(), "-Atc", sql])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let rows = psql(&format!(
-        "SELECT name || '|' || value_type || '|' || method || '|' || route FROM {table} \
-         WHERE request_id = '{id}' ORDER BY unique_id"
-    ));
-    psql(&format!("DROP TABLE {table}"));
+    let rows = psql(
+        &url,
+        &format!(
+            "SELECT name || '|' || value_type || '|' || method || '|' || route FROM {table} \
+             WHERE request_id = '{id}' ORDER BY unique_id"
+        ),
+    );
+    psql(&url, &format!("DROP TABLE {table}"));
     assert_eq!(
         rows,
         "transaction|int|POST|/api-endpoint\nresponse_time|float|POST|/api-endpoint\n"

@@ -1,21 +1,4 @@
 //! Chests from URLs: `chest::open("sqlite://chest.db?table=t")`.
-//!
-//! | URL | chest | feature |
-//! |---|---|---|
-//! | `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path) | [`SqliteChest`](crate::chests::sqlite::SqliteChest) | `sqlite` |
-//! | `memory://[NAME]` | [`MemoryChest`](crate::MemoryChest) | always |
-//! | `mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=T&…]` | `MySqlChest` (other parameters go to sqlx) | `mysql` |
-//! | `postgres://…` or `postgresql://…` (same shape) | `PostgresChest` | `postgres` |
-//! | `influxdb://HOST:PORT?org=O&bucket=B&token_env=VAR` (`influxdbs://` for HTTPS) | `InfluxDbChest`, v2 API | `influxdb` |
-//! | `influxdb1://[USER@]HOST:PORT/DB?rp=RP&password_env=VAR` (`influxdb1s://`) | `InfluxDbChest`, v1 API | `influxdb` |
-//! | `http://…`, `https://…` | `HttpChest` with the default payload (a JSON array of records) | `http` |
-//!
-//! InfluxDB URLs also take `tag.NAME=VALUE` (custom tags), `request_id_as_tag=true`,
-//! `gzip=false`, `timeout=5s` and `verify=false`.
-//!
-//! Secrets never go in a URL's query: chests that need a token or password take the *name of an
-//! environment variable* that holds it (`token_env=VAR`, `password_env=VAR`). Errors name the part
-//! of the URL that is wrong and never repeat a password.
 
 use std::sync::Arc;
 
@@ -30,7 +13,7 @@ pub(crate) struct ChestUrl<'a> {
 }
 
 impl<'a> ChestUrl<'a> {
-    fn parse(url: &'a str) -> Result<Self, Error> {
+    pub(crate) fn parse(url: &'a str) -> Result<Self, Error> {
         let (scheme, after) = url
             .split_once("://")
             .ok_or_else(|| invalid(url, "scheme", "expected `scheme://...`".into()))?;
@@ -110,7 +93,24 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-/// Opens the chest a URL describes. See the [module docs](self) for the schemes.
+/// Opens the chest a URL describes.
+///
+/// | URL | chest | feature |
+/// |---|---|---|
+/// | `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path) | [`SqliteChest`](crate::chests::sqlite::SqliteChest) | `sqlite` |
+/// | `memory://[NAME]` | [`MemoryChest`](crate::MemoryChest) | always |
+/// | `mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=T&…]` | `MySqlChest` (other parameters go to sqlx) | `mysql` |
+/// | `postgres://…` or `postgresql://…` (same shape) | `PostgresChest` | `postgres` |
+/// | `influxdb://HOST:PORT?org=O&bucket=B&token_env=VAR` (`influxdbs://` for HTTPS) | `InfluxDbChest`, v2 API | `influxdb` |
+/// | `influxdb1://[USER@]HOST:PORT/DB?rp=RP&password_env=VAR` (`influxdb1s://`) | `InfluxDbChest`, v1 API | `influxdb` |
+/// | `http://…`, `https://…` | `HttpChest` with the default payload (a JSON array of records) | `http` |
+///
+/// InfluxDB URLs also take `tag.NAME=VALUE` (custom tags), `request_id_as_tag=true`,
+/// `gzip=false`, `timeout=5s` and `verify=false`.
+///
+/// Secrets never go in a URL's query: chests that need a token or password take the *name of an
+/// environment variable* that holds it (`token_env=VAR`, `password_env=VAR`). Errors name the part
+/// of the URL that is wrong and never repeat a password.
 ///
 /// ```
 /// # async fn demo() -> Result<(), chest::Error> {
@@ -190,7 +190,7 @@ pub(crate) fn sqlite_builder(
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite_builder_of(
+pub(crate) fn sqlite_builder_of(
     url: &str,
     parsed: &ChestUrl<'_>,
 ) -> Result<crate::chests::sqlite::SqliteChestBuilder, Error> {
@@ -207,7 +207,10 @@ fn sqlite_builder_of(
 
 /// The URL sqlx gets (without chest's own `table` parameter) and the table, if given.
 #[cfg(any(feature = "mysql", feature = "postgres"))]
-fn sql_server_url(url: &str, parsed: &ChestUrl<'_>) -> Result<(String, Option<String>), Error> {
+pub(crate) fn sql_server_url(
+    url: &str,
+    parsed: &ChestUrl<'_>,
+) -> Result<(String, Option<String>), Error> {
     let table = parsed.param("table").map(str::to_owned);
     let others: Vec<(String, String)> = parsed
         .params

@@ -1,8 +1,17 @@
-//! Reading back what SQL chests stored: for the `chest` CLI, exports and tests.
+//! Reading back what SQL chests stored: for the `chest` CLI, exports and tests. [`Reader`]
+//! opens a SQLite file or a MySQL/MariaDB or PostgreSQL table from a URL.
 
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+use crate::chests::sqlx_common::{Settings, SqlxChest};
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use crate::open::{self, ChestUrl};
 use crate::record::{parse_utc_micros, time_from_micros};
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use crate::Error;
 use crate::{Record, Value};
 
 /// A row of chest's table: its `unique_id` and the record it holds.
@@ -139,6 +148,237 @@ impl VarSummary {
     }
 }
 
+/// Counts and numeric values of rows by variable, for [`VarSummary`]s in name order.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+#[derive(Default)]
+pub(crate) struct Tally(BTreeMap<String, (u64, Vec<f64>)>);
+
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+impl Tally {
+    /// Counts a row of variable `name`, whose `value_num` is `number`.
+    pub fn add(&mut self, name: String, number: Option<f64>) {
+        let (count, numbers) = self.0.entry(name).or_default();
+        *count += 1;
+        numbers.extend(number);
+    }
+
+    /// One summary per variable, by name (byte order).
+    pub fn summaries(self) -> Vec<VarSummary> {
+        let summary = |(name, (count, numbers))| VarSummary::new(name, count, numbers);
+        self.0.into_iter().map(summary).collect()
+    }
+}
+
+/// Reads what a SQL chest stored, in a SQLite file or on a MySQL/MariaDB or PostgreSQL server:
+/// for the `chest` CLI, exports and tests. It changes nothing (and creates no table).
+///
+/// ```no_run
+/// use chest::read::{Filter, Reader};
+///
+/// # async fn run() -> Result<(), chest::Error> {
+/// let reader = Reader::open("postgres://app@127.0.0.1:5432/metrics?table=chest").await?;
+/// let one_request = Filter {
+///     request_id: Some("3f2c9a7e-0b1d-4e55-9a0c-2d4b8e6f1a3c".into()),
+///     ..Default::default()
+/// };
+/// for row in reader.query(&one_request).await? {
+///     let r = &row.record;
+///     println!("{} {} = {} ({})", row.unique_id, r.name, r.value, r.recorded_at());
+/// }
+/// for s in reader.summaries(Some("latency_ms")).await? {
+///     println!("{}: {} rows, p50 {:?}", s.name, s.count, s.p50);
+/// }
+/// reader.close().await;
+/// # Ok(()) }
+/// ```
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+pub struct Reader {
+    inner: Inner,
+}
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+enum Inner {
+    /// In a mutex so that a `Reader` is `Sync`, and its reads can be awaited in spawned tasks.
+    #[cfg(feature = "sqlite")]
+    Sqlite(std::sync::Mutex<crate::chests::sqlite::SqliteReader>),
+    #[cfg(feature = "mysql")]
+    MySql(SqlxChest<crate::chests::mysql::MySqlServer>),
+    #[cfg(feature = "postgres")]
+    Postgres(SqlxChest<crate::chests::postgres::PostgresServer>),
+}
+
+/// `$call` on the reader `$inner` holds, named `$reader`: as it is for SQLite (which reads on the
+/// calling thread), awaited for a server.
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+macro_rules! read {
+    ($inner:expr, $reader:ident => $call:expr) => {
+        match $inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Sqlite(reader) => {
+                // A panic in another read leaves nothing half-done: the reader only reads.
+                let $reader = &*reader.lock().unwrap_or_else(|e| e.into_inner());
+                $call
+            }
+            #[cfg(feature = "mysql")]
+            Inner::MySql($reader) => $call.await,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres($reader) => $call.await,
+        }
+    };
+}
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+impl Reader {
+    /// Opens the table a URL names, and checks that it has chest's columns:
+    ///
+    /// | URL | feature |
+    /// |---|---|
+    /// | `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path) | `sqlite` |
+    /// | `mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=T&…]` (other parameters go to sqlx) | `mysql` |
+    /// | `postgres://…` or `postgresql://…` (same shape) | `postgres` |
+    ///
+    /// The table is `chest` unless `table=` says otherwise, as for [`chest::open`](crate::open()).
+    /// A server's pool connects inside the Tokio runtime this is called in; a SQLite file is
+    /// opened read-only, and read on the calling thread.
+    ///
+    /// Errors: [`Error::InvalidUrl`] (or [`Error::InvalidTableName`]) for a URL that cannot be
+    /// used, [`Error::Backend`] naming the server (never its password) when it cannot be reached
+    /// or has no such table, [`Error::MissingColumns`] for a table that is not chest's.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), chest::Error> {
+    /// let sqlite = chest::read::Reader::open("sqlite://chest.db?table=flask_chest").await?;
+    /// let mysql = chest::read::Reader::open("mysql://root@127.0.0.1:3306/metrics").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(url: &str) -> Result<Reader, Error> {
+        let parsed = ChestUrl::parse(url)?;
+        let inner = match parsed.scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                let source = open::sqlite_builder_of(url, &parsed)?;
+                let reader =
+                    crate::chests::sqlite::SqliteReader::open(source.path(), source.table_name())?;
+                Inner::Sqlite(reader.into())
+            }
+            #[cfg(feature = "mysql")]
+            "mysql" => {
+                Inner::MySql(SqlxChest::open_existing(server_settings(url, &parsed)?).await?)
+            }
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                Inner::Postgres(SqlxChest::open_existing(server_settings(url, &parsed)?).await?)
+            }
+            other => {
+                return Err(open::invalid(
+                    url,
+                    "scheme",
+                    format!("`{other}` cannot be read (is its cargo feature on?)"),
+                ))
+            }
+        };
+        Ok(Reader { inner })
+    }
+
+    /// The rows that pass `filter`, in `unique_id` order. Request ids and names are compared
+    /// exactly (case and trailing spaces count, whatever the server's collation).
+    ///
+    /// ```no_run
+    /// # async fn run(reader: chest::read::Reader) -> Result<(), chest::Error> {
+    /// use chest::read::Filter;
+    ///
+    /// // Page through a variable's rows, 1,000 at a time.
+    /// let mut page = Filter { name: Some("latency_ms".into()), limit: Some(1000), ..Default::default() };
+    /// loop {
+    ///     let rows = reader.query(&page).await?;
+    ///     let Some(last) = rows.last() else { break };
+    ///     page.after_id = Some(last.unique_id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn query(&self, filter: &Filter) -> Result<Vec<StoredRecord>, Error> {
+        read!(&self.inner, reader => reader.query(filter))
+    }
+
+    /// Count and distribution of each variable (or only of `name`), by name.
+    ///
+    /// ```no_run
+    /// # async fn run(reader: chest::read::Reader) -> Result<(), chest::Error> {
+    /// for s in reader.summaries(None).await? {
+    ///     println!("{}: {} rows, {} numeric, max {:?}", s.name, s.count, s.numeric, s.max);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn summaries(&self, name: Option<&str>) -> Result<Vec<VarSummary>, Error> {
+        read!(&self.inner, reader => reader.summaries(name))
+    }
+
+    /// Closes a server's connections (waiting for reads in progress). Reads after this fail.
+    /// Nothing to do for SQLite: its file is closed when the reader is dropped.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), chest::Error> {
+    /// let reader = chest::read::Reader::open("postgres://postgres@127.0.0.1/metrics").await?;
+    /// reader.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(&self) {
+        match &self.inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Sqlite(_) => {}
+            #[cfg(feature = "mysql")]
+            Inner::MySql(reader) => reader.close().await,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(reader) => reader.close().await,
+        }
+    }
+}
+
+/// A reader of a SQLite file opened by path (rather than by `sqlite://` URL).
+///
+/// ```no_run
+/// use chest::chests::sqlite::SqliteReader;
+/// use chest::read::Reader;
+///
+/// # fn main() -> Result<(), chest::Error> {
+/// let reader = Reader::from(SqliteReader::open("chest.db", "chest")?);
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "sqlite")]
+impl From<crate::chests::sqlite::SqliteReader> for Reader {
+    fn from(reader: crate::chests::sqlite::SqliteReader) -> Self {
+        Reader {
+            inner: Inner::Sqlite(reader.into()),
+        }
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reader: &dyn std::fmt::Debug = match &self.inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Sqlite(reader) => reader,
+            #[cfg(feature = "mysql")]
+            Inner::MySql(reader) => reader,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(reader) => reader,
+        };
+        f.debug_tuple("Reader").field(reader).finish()
+    }
+}
+
+/// The settings of a `mysql://` or `postgres://` URL: its table, and the rest for sqlx.
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+fn server_settings(url: &str, parsed: &ChestUrl<'_>) -> Result<Settings, Error> {
+    let (sqlx_url, table) = open::sql_server_url(url, parsed)?;
+    let mut settings = Settings::new(&sqlx_url);
+    if let Some(table) = table {
+        settings.table = table;
+    }
+    Ok(settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +389,52 @@ mod tests {
         assert_eq!((s.p50, s.p95, s.p99), (Some(50.0), Some(95.0), Some(99.0)));
         let empty = VarSummary::new("t", 3, vec![]);
         assert_eq!((empty.count, empty.numeric, empty.p50), (3, 0, None));
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn reader_opens_sqlite_urls_and_refuses_other_schemes() {
+        use crate::chests::sqlite::SqliteChest;
+        use crate::Chest;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.db");
+        let chest = SqliteChest::builder(&path).table("t").build().unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_234_567);
+        let record = Record::new("r", "n", 1.5, "GET", Some("/x")).at(at);
+        chest.write(std::slice::from_ref(&record)).await.unwrap();
+        let url = format!("sqlite://{}?table=t", path.display());
+        let reader = Reader::open(&url).await.unwrap();
+        let rows = reader.query(&Filter::default()).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].record, record);
+        let summaries = reader.summaries(None).await.unwrap();
+        assert_eq!((summaries[0].count, summaries[0].max), (1, Some(1.5)));
+        reader.close().await;
+        assert!(format!("{reader:?}").contains("read.db"));
+
+        let error = Reader::open("memory://x").await.unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidUrl { part: "scheme", .. }),
+            "{error}"
+        );
+        let missing = format!("sqlite://{}?table=other", path.display());
+        let error = Reader::open(&missing).await.unwrap_err();
+        assert!(error.to_string().contains("no table `other`"), "{error}");
+    }
+
+    /// A reader can be shared, and its reads awaited, by tasks on a multi-threaded runtime.
+    #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+    #[test]
+    fn readers_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: T) {}
+        send_sync::<Reader>();
+        let _reads_are_send = |reader: &Reader, filter: &Filter| {
+            send(reader.query(filter));
+            send(reader.summaries(None));
+            send(reader.close());
+        };
     }
 
     #[test]

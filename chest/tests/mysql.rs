@@ -77,6 +77,13 @@ async fn errors_are_typed_and_redacted() {
     .await;
 }
 
+/// The reader: exact round trips, filters, summaries, typed errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_reads_back_filters_and_summarises() {
+    let Some(url) = url() else { return };
+    sql_servers::reading::scenarios::<MySql>(&url).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_tables_are_checked() {
     let Some(url) = url() else { return };

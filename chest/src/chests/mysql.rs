@@ -28,7 +28,7 @@
 //! ```
 //!
 //! The table (created, with its index, when missing; an existing table must have every column,
-//! else [`Error::MissingColumns`]):
+//! else [`Error::MissingColumns`](crate::Error::MissingColumns)):
 //!
 //! | column | type | |
 //! |---|---|---|
@@ -60,134 +60,41 @@
 //! can rule out: a connection lost while the server commits. That write is reported retryable,
 //! and if the commit did happen a retry stores its rows twice (delivery is at least once).
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError};
 use sqlx::{Arguments, ConnectOptions};
 use time::PrimitiveDateTime;
 
 use super::sql::{Dialect, Row};
-use super::sqlx_common::{self, Backend, Endpoint, Settings, SqlxChest};
-use crate::{BoxError, BoxFuture, Chest, ChestError, Error, ErrorKind, Record};
+use super::sqlx_common::{self, Backend, Endpoint};
+use crate::{BoxError, ErrorKind, Record};
 
-/// A chest that writes to a MySQL or MariaDB table through a connection pool. Clones share the
-/// pool.
-///
-/// Written directly (the layer does this for each request, or a batched chest for each batch):
-///
-/// ```no_run
-/// use chest::chests::mysql::MySqlChest;
-/// use chest::{Chest, Record};
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let chest = MySqlChest::connect("mysql://root@127.0.0.1:3306/chest_test").await?;
-/// chest
-///     .write(&[
-///         Record::new("req-1", "latency_ms", 12.5, "GET", Some("/items/{id}")),
-///         Record::new("req-1", "user", "alice", "GET", Some("/items/{id}")),
-///     ])
-///     .await?;
-/// chest.close().await;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct MySqlChest {
-    inner: Arc<SqlxChest<MySqlServer>>,
-}
-
-/// Settings of a [`MySqlChest`].
-#[derive(Debug, Clone)]
-pub struct MySqlChestBuilder {
-    settings: Settings,
-}
-
-impl MySqlChest {
-    /// Connects with the default settings, and creates the table `chest` if it is missing.
+sqlx_common::sqlx_chest! {
+    /// A chest that writes to a MySQL or MariaDB table through a connection pool. Clones share the
+    /// pool.
     ///
-    /// `url`: `mysql://user:password@host:port/database`, with sqlx's options (e.g.
-    /// `?ssl-mode=required`).
-    pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::builder(url).build().await
-    }
-
-    /// Settings for the server at `url`: table `chest`, up to 8 connections, 10 s to connect.
-    pub fn builder(url: &str) -> MySqlChestBuilder {
-        MySqlChestBuilder {
-            settings: Settings::new(url),
-        }
-    }
-
-    /// The table written to.
-    pub fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    /// Closes the pool: waits for the connections in use, then closes every connection. Writes
-    /// after this fail (permanently).
-    pub async fn close(&self) {
-        self.inner.close().await;
-    }
-}
-
-impl MySqlChestBuilder {
-    /// The table to write (default `chest`; `flask_chest` for Flask-Chest's). It must match
-    /// `[A-Za-z_][A-Za-z0-9_]{0,63}`.
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.settings.table = table.into();
-        self
-    }
-
-    /// The most connections the pool opens (default 8).
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.settings.max_connections = max;
-        self
-    }
-
-    /// How long a write waits for a connection, opening one included (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// Connects, and creates the table and its index if missing (or checks an existing table's
-    /// columns).
-    pub async fn build(self) -> Result<MySqlChest, Error> {
-        let inner = SqlxChest::connect(self.settings).await?;
-        Ok(MySqlChest {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// Checks the settings without connecting: the first write connects and prepares the table,
-    /// and its errors are [`ChestError`]s (so a batched chest keeps the records while the server
-    /// is away). Must be called inside a Tokio runtime.
-    pub fn build_lazy(self) -> Result<MySqlChest, Error> {
-        let inner = SqlxChest::new(self.settings)?;
-        Ok(MySqlChest {
-            inner: Arc::new(inner),
-        })
-    }
-}
-
-impl Chest for MySqlChest {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        Box::pin(self.inner.write(records))
-    }
-}
-
-impl std::fmt::Debug for MySqlChest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MySqlChest")
-            .field("name", &self.inner.name())
-            .field("table", &self.inner.table())
-            .finish_non_exhaustive()
-    }
+    /// Written directly (the layer does this for each request, or a batched chest for each batch):
+    ///
+    /// ```no_run
+    /// use chest::chests::mysql::MySqlChest;
+    /// use chest::{Chest, Record};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chest = MySqlChest::connect("mysql://root@127.0.0.1:3306/chest_test").await?;
+    /// chest
+    ///     .write(&[
+    ///         Record::new("req-1", "latency_ms", 12.5, "GET", Some("/items/{id}")),
+    ///         Record::new("req-1", "user", "alice", "GET", Some("/items/{id}")),
+    ///     ])
+    ///     .await?;
+    /// chest.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub struct MySqlChest(SqlxChest<MySqlServer>);
+    builder: MySqlChestBuilder,
+    url: "`url`: `mysql://user:password@host:port/database`, with sqlx's options \
+          (e.g. `?ssl-mode=required`).",
+    table: "It must match `[A-Za-z_][A-Za-z0-9_]{0,63}`.",
 }
 
 /// MySQL and MariaDB as a [`Backend`].
@@ -269,6 +176,10 @@ impl Backend for MySqlServer {
     const SESSION_SQL: Option<&'static str> = Some(
         "SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')",
     );
+    /// DATETIME has no time zone: it holds the UTC time.
+    const RECORDED_AT_TEXT: &'static str = "DATE_FORMAT(recorded_at, '%Y-%m-%dT%H:%i:%s.%fZ')";
+    /// A binary string makes the comparison byte for byte (and still uses the index).
+    const EXACT_TEXT: &'static str = "BINARY ";
 
     fn configure(options: MySqlConnectOptions) -> MySqlConnectOptions {
         // Statements are up to thousands of rows long: not for logs.
@@ -310,6 +221,7 @@ impl Backend for MySqlServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Chest, Error};
 
     #[test]
     fn needs_a_runtime_and_says_so() {

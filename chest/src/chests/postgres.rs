@@ -77,16 +77,15 @@
 //! and if the commit did happen a retry stores its rows twice (delivery is at least once).
 
 use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::{Arguments, ConnectOptions};
 
 use super::sql::{Dialect, Row};
-use super::sqlx_common::{self, Backend, Endpoint, Settings, SqlxChest};
-use crate::{BoxError, BoxFuture, Chest, ChestError, Error, ErrorKind, Record};
+use super::sqlx_common::{self, Backend, Endpoint};
+use crate::read::StoredRow;
+use crate::{BoxError, Error, ErrorKind, Record};
 
 /// The `value_type` of a text value stored escaped because it contains NUL (see the
 /// [module docs](self)).
@@ -95,121 +94,32 @@ pub const ESCAPED_TEXT_TYPE: &str = "text_escaped";
 /// PostgreSQL keeps identifiers up to 63 bytes (longer ones are silently cut).
 const LONGEST_IDENTIFIER: usize = 63;
 
-/// A chest that writes to a PostgreSQL table through a connection pool. Clones share the pool.
-///
-/// Written directly (the layer does this for each request, or a batched chest for each batch):
-///
-/// ```no_run
-/// use chest::chests::postgres::PostgresChest;
-/// use chest::{Chest, Record};
-///
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let chest = PostgresChest::connect("postgres://postgres@127.0.0.1:5432/chest_test").await?;
-/// chest
-///     .write(&[
-///         Record::new("req-1", "latency_ms", 12.5, "GET", Some("/items/{id}")),
-///         Record::new("req-1", "user", "alice", "GET", Some("/items/{id}")),
-///     ])
-///     .await?;
-/// chest.close().await;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct PostgresChest {
-    inner: Arc<SqlxChest<PostgresServer>>,
-}
-
-/// Settings of a [`PostgresChest`].
-#[derive(Debug, Clone)]
-pub struct PostgresChestBuilder {
-    settings: Settings,
-}
-
-impl PostgresChest {
-    /// Connects with the default settings, and creates the table `chest` if it is missing.
+sqlx_common::sqlx_chest! {
+    /// A chest that writes to a PostgreSQL table through a connection pool. Clones share the pool.
     ///
-    /// `url`: `postgres://user:password@host:port/database`, with sqlx's options (e.g.
-    /// `?sslmode=require`, `?application_name=my-app`; the default application name is `chest`).
-    pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::builder(url).build().await
-    }
-
-    /// Settings for the server at `url`: table `chest`, up to 8 connections, 10 s to connect.
-    pub fn builder(url: &str) -> PostgresChestBuilder {
-        PostgresChestBuilder {
-            settings: Settings::new(url),
-        }
-    }
-
-    /// The table written to.
-    pub fn table(&self) -> &str {
-        self.inner.table()
-    }
-
-    /// Closes the pool: waits for the connections in use, then closes every connection. Writes
-    /// after this fail (permanently).
-    pub async fn close(&self) {
-        self.inner.close().await;
-    }
-}
-
-impl PostgresChestBuilder {
-    /// The table to write (default `chest`; `flask_chest` for Flask-Chest's). It must match
-    /// `[A-Za-z_][A-Za-z0-9_]{0,62}` (it is quoted, so case matters).
-    pub fn table(mut self, table: impl Into<String>) -> Self {
-        self.settings.table = table.into();
-        self
-    }
-
-    /// The most connections the pool opens (default 8).
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.settings.max_connections = max;
-        self
-    }
-
-    /// How long a write waits for a connection, opening one included (default 10 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
-    /// Connects, and creates the table and its index if missing (or checks an existing table's
-    /// columns).
-    pub async fn build(self) -> Result<PostgresChest, Error> {
-        let inner = SqlxChest::connect(self.settings).await?;
-        Ok(PostgresChest {
-            inner: Arc::new(inner),
-        })
-    }
-
-    /// Checks the settings without connecting: the first write connects and prepares the table,
-    /// and its errors are [`ChestError`]s (so a batched chest keeps the records while the server
-    /// is away). Must be called inside a Tokio runtime.
-    pub fn build_lazy(self) -> Result<PostgresChest, Error> {
-        let inner = SqlxChest::new(self.settings)?;
-        Ok(PostgresChest {
-            inner: Arc::new(inner),
-        })
-    }
-}
-
-impl Chest for PostgresChest {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        Box::pin(self.inner.write(records))
-    }
-}
-
-impl std::fmt::Debug for PostgresChest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresChest")
-            .field("name", &self.inner.name())
-            .field("table", &self.inner.table())
-            .finish_non_exhaustive()
-    }
+    /// Written directly (the layer does this for each request, or a batched chest for each batch):
+    ///
+    /// ```no_run
+    /// use chest::chests::postgres::PostgresChest;
+    /// use chest::{Chest, Record};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let chest = PostgresChest::connect("postgres://postgres@127.0.0.1:5432/chest_test").await?;
+    /// chest
+    ///     .write(&[
+    ///         Record::new("req-1", "latency_ms", 12.5, "GET", Some("/items/{id}")),
+    ///         Record::new("req-1", "user", "alice", "GET", Some("/items/{id}")),
+    ///     ])
+    ///     .await?;
+    /// chest.close().await;
+    /// # Ok(()) }
+    /// ```
+    pub struct PostgresChest(SqlxChest<PostgresServer>);
+    builder: PostgresChestBuilder,
+    url: "`url`: `postgres://user:password@host:port/database`, with sqlx's options \
+          (e.g. `?sslmode=require`, `?application_name=my-app`; the default application name \
+          is `chest`).",
+    table: "It must match `[A-Za-z_][A-Za-z0-9_]{0,62}` (it is quoted, so case matters).",
 }
 
 /// Escapes text for a PostgreSQL text column: `\` as `\\`, NUL as `\0`. Undone by
@@ -300,6 +210,10 @@ impl Backend for PostgresServer {
          WHERE table_schema = current_schema() AND table_name = $1";
     const MAX_PACKET_SQL: Option<&'static str> = None;
     const SESSION_SQL: Option<&'static str> = None;
+    const RECORDED_AT_TEXT: &'static str =
+        "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+    /// PostgreSQL's equality of text is byte for byte (deterministic collations).
+    const EXACT_TEXT: &'static str = "";
 
     fn check_table(table: &str) -> Result<(), Error> {
         if table.len() > LONGEST_IDENTIFIER {
@@ -375,11 +289,20 @@ impl Backend for PostgresServer {
         // two sessions create it at once.
         matches!(error.code().as_deref(), Some("42P07" | "23505"))
     }
+
+    /// Text stored escaped ([`ESCAPED_TEXT_TYPE`]) comes back as the original text.
+    fn unescape(row: &mut StoredRow) {
+        if row.value_type.as_deref() == Some(ESCAPED_TEXT_TYPE) {
+            row.value = row.value.as_deref().map(unescape_text);
+            row.value_type = Some("text".to_owned());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Chest;
 
     #[test]
     fn escaping_round_trips() {

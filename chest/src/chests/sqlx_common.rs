@@ -1,6 +1,7 @@
 //! The sqlx glue shared by the MySQL and PostgreSQL chests: settings, the pool, schema
-//! preparation, chunked multi-row inserts in one transaction per write, error classification and
-//! the redaction of passwords. What differs between the two servers is a [`Backend`].
+//! preparation, chunked multi-row inserts in one transaction per write, reads, error
+//! classification and the redaction of passwords. What differs between the two servers is a
+//! [`Backend`]; their public chest types are made by [`sqlx_chest!`].
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -8,6 +9,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::error::DatabaseError;
 use sqlx::pool::{Pool, PoolOptions};
 use sqlx::{
@@ -18,6 +20,7 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use super::sql::{self, Dialect};
+use crate::read::{Filter, StoredRecord, StoredRow, Tally, VarSummary};
 use crate::{BoxError, ChestError, Error, ErrorKind, Record};
 
 /// The connect options of a sqlx database.
@@ -25,6 +28,19 @@ pub(crate) type Options<DB> = <<DB as Database>::Connection as Connection>::Opti
 
 /// An insert statement and the values it binds.
 type Statement<DB> = (Arc<str>, <DB as Database>::Arguments);
+
+/// A row as a read selects it: `unique_id`, `request_id`, `name`, `value`, `value_type`, `method`,
+/// `route` and `recorded_at` as text.
+type ReadRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// With inserts whose text depends on their row count, counts up to this get a statement of their
 /// own size and larger counts are split into powers of two (64, 128, …). So a connection prepares
@@ -59,6 +75,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     const MAX_PACKET_SQL: Option<&'static str>;
     /// Run on every new connection.
     const SESSION_SQL: Option<&'static str>;
+    /// `recorded_at` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), the text form reads parse.
+    const RECORDED_AT_TEXT: &'static str;
+    /// Put before a text parameter so that comparing a column with it is byte for byte (not
+    /// case- or trailing-space-insensitive, as MySQL's collations are).
+    const EXACT_TEXT: &'static str;
 
     /// Refuses a (valid) table name the server cannot keep as is.
     fn check_table(_table: &str) -> Result<(), Error> {
@@ -81,6 +102,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn database_error_kind(error: &dyn DatabaseError) -> ErrorKind;
     /// Whether this error says the index being created exists already.
     fn index_exists(error: &dyn DatabaseError) -> bool;
+    /// Undoes what [`bind_rows`](Self::bind_rows) did to a value to store it.
+    fn unescape(_row: &mut StoredRow) {}
 }
 
 /// The parts of a connection URL that go into a chest's name: never the password.
@@ -217,7 +240,8 @@ impl From<sqlx::Error> for PrepareError {
 }
 
 /// A pooled chest on a sqlx driver: the body of [`MySqlChest`](super::mysql::MySqlChest) and
-/// [`PostgresChest`](super::postgres::PostgresChest).
+/// [`PostgresChest`](super::postgres::PostgresChest), and, opened with
+/// [`open_existing`](Self::open_existing), the reader of their tables.
 pub(crate) struct SqlxChest<B: Backend> {
     name: Arc<str>,
     table: String,
@@ -237,7 +261,10 @@ where
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     for<'r> (String,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> ReadRow: FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (String, Option<f64>): FromRow<'r, <B::Db as Database>::Row>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
 {
     /// Checks the settings and makes the pool without connecting: the table is prepared by the
     /// first write. Needs a Tokio runtime (the pool's maintenance task runs on it).
@@ -297,9 +324,103 @@ where
         match chest.prepared().await {
             Ok(_) => Ok(chest),
             Err(PrepareError::Schema(e)) => Err(e),
-            Err(PrepareError::Sql(e)) => {
-                let (kind, message) = chest.failure(e).await;
-                Err(Error::backend(&*chest.name, format!("{message} ({kind})")))
+            Err(PrepareError::Sql(e)) => Err(chest.backend_error(e).await),
+        }
+    }
+
+    /// [`new`](Self::new), then connects and checks that the table exists with chest's columns,
+    /// changing nothing: to read the table with [`query`](Self::query) and
+    /// [`summaries`](Self::summaries).
+    pub async fn open_existing(settings: Settings) -> Result<Self, Error> {
+        let chest = Self::new(settings)?;
+        let columns = match chest.columns().await {
+            Ok(columns) => columns,
+            Err(e) => return Err(chest.backend_error(e).await),
+        };
+        if columns.is_empty() {
+            let missing = format!("no table `{}`", chest.table);
+            return Err(Error::backend(&*chest.name, missing));
+        }
+        sql::check_columns(&chest.table, &columns)?;
+        Ok(chest)
+    }
+
+    /// The rows that pass `filter`, in `unique_id` order. Text is compared byte for byte.
+    pub async fn query(&self, filter: &Filter) -> Result<Vec<StoredRecord>, Error> {
+        let mut sql = format!(
+            "SELECT unique_id, request_id, name, value, value_type, method, route, {} FROM {} \
+             WHERE 1=1",
+            B::RECORDED_AT_TEXT,
+            quote::<B>(&self.table)
+        );
+        let mut args = <B::Db as Database>::Arguments::default();
+        // The first error of binding, if any, fails the query.
+        let mut bound: Result<(), BoxError> = Ok(());
+        let texts = [
+            ("request_id", filter.request_id.as_deref()),
+            ("name", filter.name.as_deref()),
+        ];
+        for (column, text) in texts {
+            if let Some(text) = text {
+                bound = bound.and(args.add(text));
+                let n = args.len();
+                let _ = write!(
+                    sql,
+                    " AND {column} = {}{}",
+                    B::EXACT_TEXT,
+                    parameter::<B>(n)
+                );
+            }
+        }
+        if let Some(after) = filter.after_id {
+            bound = bound.and(args.add(after));
+            let _ = write!(sql, " AND unique_id > {}", parameter::<B>(args.len()));
+        }
+        sql.push_str(" ORDER BY unique_id");
+        if let Some(limit) = filter.limit {
+            bound = bound.and(args.add(i64::try_from(limit).unwrap_or(i64::MAX)));
+            let _ = write!(sql, " LIMIT {}", parameter::<B>(args.len()));
+        }
+        bound.map_err(|e| Error::backend(&*self.name, e))?;
+        let read = sqlx::query_as_with(AssertSqlSafe(sql), args);
+        let rows: Vec<ReadRow> = match read.fetch_all(&self.pool).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.backend_error(e).await),
+        };
+        let records = rows.into_iter().map(|row| {
+            let mut row = StoredRow {
+                unique_id: row.0,
+                request_id: row.1,
+                name: row.2,
+                value: row.3,
+                value_type: row.4,
+                method: row.5,
+                route: row.6,
+                recorded_at: row.7,
+            };
+            B::unescape(&mut row);
+            StoredRecord::from(row)
+        });
+        Ok(records.collect())
+    }
+
+    /// Count and distribution of each variable (or only of `name`), by name.
+    pub async fn summaries(&self, name: Option<&str>) -> Result<Vec<VarSummary>, Error> {
+        let mut sql = format!("SELECT name, value_num FROM {}", quote::<B>(&self.table));
+        if name.is_some() {
+            let _ = write!(sql, " WHERE name = {}{}", B::EXACT_TEXT, parameter::<B>(1));
+        }
+        let mut query = sqlx::query_as::<_, (String, Option<f64>)>(AssertSqlSafe(sql));
+        if let Some(name) = name {
+            query = query.bind(name);
+        }
+        let mut rows = query.fetch(&self.pool);
+        let mut tally = Tally::default();
+        loop {
+            match rows.try_next().await {
+                Ok(Some((name, number))) => tally.add(name, number),
+                Ok(None) => return Ok(tally.summaries()),
+                Err(e) => return Err(self.backend_error(e).await),
             }
         }
     }
@@ -454,6 +575,12 @@ where
         ChestError::new(&*self.name, kind, message)
     }
 
+    /// An [`Error::Backend`] for `error`: see [`failure`](Self::failure).
+    async fn backend_error(&self, error: sqlx::Error) -> Error {
+        let (kind, message) = self.failure(error).await;
+        Error::backend(&*self.name, format!("{message} ({kind})"))
+    }
+
     /// Whether retrying can help after `error`, and its description without secrets. A pool
     /// timeout says little (the pool retries a refused connection until the timeout): a
     /// connection attempt of its own finds the cause.
@@ -485,6 +612,22 @@ impl<B: Backend> fmt::Debug for SqlxChest<B> {
             .field("name", &self.name)
             .field("table", &self.table)
             .finish_non_exhaustive()
+    }
+}
+
+/// `ident` (a validated identifier) quoted for `B`'s SQL.
+fn quote<B: Backend>(ident: &str) -> String {
+    match B::DIALECT {
+        Dialect::MySql => format!("`{ident}`"),
+        Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
+    }
+}
+
+/// The `n`th (from 1) bound parameter of a statement in `B`'s SQL.
+fn parameter<B: Backend>(n: usize) -> String {
+    match B::DIALECT {
+        Dialect::Postgres => format!("${n}"),
+        Dialect::Sqlite | Dialect::MySql => "?".to_owned(),
     }
 }
 
@@ -585,6 +728,123 @@ fn split_rows(mut rows: usize, sizes: &mut Vec<usize>) {
         sizes.push(rows);
     }
 }
+
+/// Makes a public chest type over [`SqlxChest<backend>`](SqlxChest) and its builder: what the
+/// MySQL and PostgreSQL chests share. The chest's own docs (with examples) come first; `url` and
+/// `table` document its `connect` and its builder's `table`.
+macro_rules! sqlx_chest {
+    (
+        $(#[$doc:meta])*
+        pub struct $chest:ident(SqlxChest<$backend:ty>);
+        builder: $builder:ident,
+        url: $url:literal,
+        table: $table:literal $(,)?
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $chest {
+            inner: std::sync::Arc<$crate::chests::sqlx_common::SqlxChest<$backend>>,
+        }
+
+        #[doc = concat!("Settings of a [`", stringify!($chest), "`].")]
+        #[derive(Debug, Clone)]
+        pub struct $builder {
+            settings: $crate::chests::sqlx_common::Settings,
+        }
+
+        impl $chest {
+            /// Connects with the default settings, and creates the table `chest` if it is missing.
+            ///
+            #[doc = $url]
+            pub async fn connect(url: &str) -> Result<Self, $crate::Error> {
+                Self::builder(url).build().await
+            }
+
+            /// Settings for the server at `url`: table `chest`, up to 8 connections, 10 s to
+            /// connect.
+            pub fn builder(url: &str) -> $builder {
+                $builder {
+                    settings: $crate::chests::sqlx_common::Settings::new(url),
+                }
+            }
+
+            /// The table written to.
+            pub fn table(&self) -> &str {
+                self.inner.table()
+            }
+
+            /// Closes the pool: waits for the connections in use, then closes every connection.
+            /// Writes after this fail (permanently).
+            pub async fn close(&self) {
+                self.inner.close().await;
+            }
+        }
+
+        impl $builder {
+            /// The table to write (default `chest`; `flask_chest` for Flask-Chest's).
+            #[doc = $table]
+            pub fn table(mut self, table: impl Into<String>) -> Self {
+                self.settings.table = table.into();
+                self
+            }
+
+            /// The most connections the pool opens (default 8).
+            pub fn max_connections(mut self, max: u32) -> Self {
+                self.settings.max_connections = max;
+                self
+            }
+
+            /// How long a write waits for a connection, opening one included (default 10 s).
+            pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.settings.connect_timeout = timeout;
+                self
+            }
+
+            /// Connects, and creates the table and its index if missing (or checks an existing
+            /// table's columns).
+            pub async fn build(self) -> Result<$chest, $crate::Error> {
+                let inner = $crate::chests::sqlx_common::SqlxChest::connect(self.settings).await?;
+                Ok($chest {
+                    inner: std::sync::Arc::new(inner),
+                })
+            }
+
+            /// Checks the settings without connecting: the first write connects and prepares the
+            /// table, and its errors are [`ChestError`](crate::ChestError)s (so a batched chest
+            /// keeps the records while the server is away). Must be called inside a Tokio
+            /// runtime.
+            pub fn build_lazy(self) -> Result<$chest, $crate::Error> {
+                let inner = $crate::chests::sqlx_common::SqlxChest::new(self.settings)?;
+                Ok($chest {
+                    inner: std::sync::Arc::new(inner),
+                })
+            }
+        }
+
+        impl $crate::Chest for $chest {
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+
+            fn write<'a>(
+                &'a self,
+                records: &'a [$crate::Record],
+            ) -> $crate::BoxFuture<'a, Result<(), $crate::ChestError>> {
+                Box::pin(self.inner.write(records))
+            }
+        }
+
+        impl std::fmt::Debug for $chest {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($chest))
+                    .field("name", &self.inner.name())
+                    .field("table", &self.inner.table())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use sqlx_chest;
 
 #[cfg(test)]
 mod tests {

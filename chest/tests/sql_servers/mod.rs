@@ -13,6 +13,8 @@ use chest::layer::ChestLayer;
 use chest::{Chest, ChestError, Error, Record, Recorder, Value, Vars};
 use sqlx::AssertSqlSafe;
 
+pub mod reading;
+
 /// A password the error tests put in URLs: it must never come out.
 pub const SECRET: &str = "Hunter2-s3cr3t-pw";
 
@@ -770,8 +772,8 @@ fn password_of(url: &str) -> Option<String> {
     (!password.is_empty()).then(|| password.to_owned())
 }
 
-/// An existing table without chest's columns is refused, naming the missing ones; a table made
-/// by chest is reused.
+/// An existing table without chest's columns is refused (by the chest and by the reader), naming
+/// the missing ones; a table made by chest is reused.
 pub async fn existing_tables<T: Target>(url: &str, create_partial: String, table: &str) {
     let admin = T::admin(url).await;
     admin.execute(create_partial).await;
@@ -789,6 +791,12 @@ pub async fn existing_tables<T: Target>(url: &str, create_partial: String, table
     let error = lazy.write(&records("partial", 1, 1)).await.unwrap_err();
     assert!(!error.is_retryable());
     assert!(error.to_string().contains("recorded_at"), "{error}");
+    match chest::read::Reader::open(&reading::with_table(url, table)).await {
+        Err(Error::MissingColumns { table: t, missing }) => {
+            assert_eq!((t.as_str(), missing.len()), (table, 5));
+        }
+        other => panic!("a table without chest's columns was read: {other:?}"),
+    }
     admin.drop_table(table).await;
 }
 
