@@ -1,15 +1,16 @@
 //! How fast records become InfluxDB line protocol (the InfluxDB chest's CPU cost per record),
 //! and, when `CHEST_TEST_VM_URL` points at a VictoriaMetrics, how fast the chest writes large
 //! batches into it end to end (encoding, gzip, HTTP, VictoriaMetrics' ingestion, all on this
-//! machine).
+//! machine): straight, and through `Batched` as a service would use it (one `write` per request
+//! of 4 records, from the first write until the worker reports the last record written).
 //!
 //! `cargo bench -p chest --features influxdb --bench line_protocol`
 
 use std::hint::black_box;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use chest::chests::influxdb::{InfluxDbChest, LineEncoder};
-use chest::{Chest, Record, Value};
+use chest::{Batched, Chest, OverflowPolicy, Record, Value};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// `n` records as a service makes them: a few variables per request (a latency float, a count,
@@ -86,6 +87,60 @@ fn into_victoria_metrics(c: &mut Criterion) {
                     .iter(|| async { chest.write(batch).await.expect("written") })
             });
         }
+    }
+    group.finish();
+    batched_into_victoria_metrics(c, &vm);
+}
+
+/// Records per request in [`records`].
+const PER_REQUEST: usize = 4;
+
+fn batched_into_victoria_metrics(c: &mut Criterion, vm: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let total = 200_000;
+    let requests: Vec<Vec<Record>> = records(total)
+        .chunks(PER_REQUEST)
+        .map(<[Record]>::to_vec)
+        .collect();
+    let mut group = c.benchmark_group("Batched into VictoriaMetrics");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(total as u64));
+    for (batch, in_flight) in [(10_000, 2), (20_000, 2)] {
+        let id = format!("gzip, batches of {batch}, {in_flight} in flight");
+        group.bench_function(id, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let requests = &requests;
+                async move {
+                    let mut elapsed = Duration::ZERO;
+                    for _ in 0..iters {
+                        let chest = InfluxDbChest::v2(vm, "bench", "bench")
+                            .build()
+                            .expect("valid settings");
+                        let batched = Batched::builder(chest)
+                            .max_batch_records(batch)
+                            .max_batch_bytes(64 << 20)
+                            .max_in_flight(in_flight)
+                            .linger(Duration::from_millis(10))
+                            .queue_capacity(total)
+                            .overflow(OverflowPolicy::Block(Duration::from_secs(60)))
+                            .build()
+                            .expect("valid settings");
+                        let started = Instant::now();
+                        for request in requests {
+                            batched.write(request).await.expect("queued");
+                        }
+                        while batched.stats().written < total as u64 {
+                            tokio::time::sleep(Duration::from_micros(200)).await;
+                        }
+                        elapsed += started.elapsed();
+                        let stats = batched.shutdown(Duration::from_secs(30)).await;
+                        assert_eq!(stats.dropped.total() + stats.dead_lettered, 0, "{stats:?}");
+                    }
+                    elapsed
+                }
+            })
+        });
     }
     group.finish();
 }

@@ -44,6 +44,13 @@ pub trait Chest: Send + Sync + 'static {
 
     /// Writes the records. The records of one call belong together (one request, or one batch).
     fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>>;
+
+    /// Writes records the caller is done with; the layers hand a request's records over this way
+    /// when there is one chest. The default lends them to [`write`](Chest::write). A chest that
+    /// keeps records, like the batched chest's queue, takes them here without copying.
+    fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
+        Box::pin(async move { self.write(&records).await })
+    }
 }
 
 impl std::fmt::Debug for dyn Chest {
@@ -59,6 +66,9 @@ impl<C: Chest + ?Sized> Chest for Arc<C> {
     fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
         (**self).write(records)
     }
+    fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
+        (**self).write_owned(records)
+    }
 }
 
 impl<C: Chest + ?Sized> Chest for Box<C> {
@@ -67,6 +77,9 @@ impl<C: Chest + ?Sized> Chest for Box<C> {
     }
     fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
         (**self).write(records)
+    }
+    fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
+        (**self).write_owned(records)
     }
 }
 

@@ -64,7 +64,7 @@ pub use crate::error::Error;
 pub use crate::open::open;
 pub use crate::record::Record;
 pub use crate::recorder::Recorder;
-pub use crate::request_id::{MakeRequestId, Uuid4};
+pub use crate::request_id::{MakeRequestId, Uuid4, Uuid7};
 pub use crate::track::Tracked;
 pub use crate::value::Value;
 pub use crate::vars::{VarError, Vars};

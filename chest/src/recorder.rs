@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use futures_util::future::join_all;
 use http::HeaderName;
 
-use crate::request_id::{self, MakeRequestId, Uuid4};
+use crate::request_id::{self, MakeRequestId, Uuid7};
 use crate::{Chest, ChestError, Record, Tracked, Vars};
 
 /// The body of the 500 that replaces the handler's response when a chest failed and
@@ -29,7 +29,7 @@ pub(crate) const FAILED_WRITE_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 /// |---|---|
 /// | `chests` | [`chest`](Recorder::chest), [`chests`](Recorder::chests) |
 /// | `tracked_vars` | [`tracked_vars`](Recorder::tracked_vars) (default: all) |
-/// | `request_id_generator` | [`request_id_generator`](Recorder::request_id_generator) (default: UUID4) |
+/// | `request_id_generator` | [`request_id_generator`](Recorder::request_id_generator) (default: time-ordered UUIDs, [`Uuid7`](crate::Uuid7); [`Uuid4`](crate::Uuid4) is Flask-Chest's) |
 /// | `raise_exceptions` | [`raise_exceptions`](Recorder::raise_exceptions) (default: `true`) |
 ///
 /// ```
@@ -51,7 +51,14 @@ pub struct Recorder {
     raise_exceptions: bool,
     header: Option<HeaderName>,
     trust_incoming_id: bool,
+    /// The standard methods as shared strings, so that a request's records need not allocate one.
+    methods: Arc<[Arc<str>]>,
 }
+
+/// The methods whose shared strings a [`Recorder`] makes once.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -60,16 +67,17 @@ impl Default for Recorder {
 }
 
 impl Recorder {
-    /// No chests yet, every variable tracked, UUID4 ids sent back in `x-request-id`, incoming ids
+    /// No chests yet, every variable tracked, [`Uuid7`] ids sent back in `x-request-id`, incoming ids
     /// ignored, `raise_exceptions` on.
     pub fn new() -> Self {
         Recorder {
             chests: Vec::new(),
             tracked: Tracked::all(),
-            make_request_id: Arc::new(Uuid4),
+            make_request_id: Arc::new(Uuid7),
             raise_exceptions: true,
             header: Some(HeaderName::from_static("x-request-id")),
             trust_incoming_id: false,
+            methods: STANDARD_METHODS.into_iter().map(Arc::from).collect(),
         }
     }
 
@@ -143,7 +151,7 @@ impl Recorder {
     pub fn begin(&self, incoming: Option<&str>) -> Vars {
         let id = match incoming.filter(|id| self.trust_incoming_id && !id.is_empty()) {
             Some(id) => Arc::from(request_id::truncate(id.to_owned())),
-            None => request_id::make(&*self.make_request_id),
+            None => self.make_request_id.make_shared_request_id(),
         };
         Vars::new(id)
     }
@@ -156,7 +164,11 @@ impl Recorder {
         if records.is_empty() {
             return true;
         }
-        let errors = self.write(&records).await;
+        let errors = match &*self.chests {
+            // The common case, one chest: hand the records over, no copy, no joined futures.
+            [chest] => chest.write_owned(records).await.err().into_iter().collect(),
+            _ => self.write(&records).await,
+        };
         for error in &errors {
             tracing::error!(
                 target: "chest",
@@ -177,7 +189,10 @@ impl Recorder {
             return Vec::new();
         }
         let request_id = vars.shared_request_id();
-        let method: Arc<str> = Arc::from(method);
+        let method = match self.methods.iter().find(|m| ***m == *method) {
+            Some(shared) => shared.clone(),
+            None => Arc::from(method),
+        };
         let time = SystemTime::now();
         selected
             .into_iter()

@@ -67,7 +67,7 @@ impl Value {
     }
 
     /// Parses a value back from the text and type name a chest stored (the inverse of
-    /// [`Value::to_string`] and [`Value::type_name`]). Unknown type names give text.
+    /// the `Display` text and [`Value::type_name`]). Unknown type names give text.
     pub fn from_stored(text: &str, type_name: &str) -> Value {
         let parsed = match type_name {
             "int" => text.parse().ok().map(Value::Int),

@@ -138,7 +138,7 @@ impl Queue {
     }
 
     /// Builds the message for a `write` call.
-    pub fn message(&self, records: &[Record]) -> (Message, Option<oneshot::Receiver<()>>) {
+    pub fn message(&self, records: Vec<Record>) -> (Message, Option<oneshot::Receiver<()>>) {
         let bytes = records.iter().map(|r| r.approx_size() as u64).sum();
         let (ack, acked) = if self.durable() {
             let (tx, rx) = oneshot::channel();
@@ -147,7 +147,7 @@ impl Queue {
             (None, None)
         };
         let message = Message {
-            records: records.to_vec(),
+            records,
             bytes,
             seq: 0,
             ack,

@@ -1,10 +1,7 @@
 //! SQL shared by the SQL chests: the table's columns, identifier checks, DDL and multi-row
 //! inserts per dialect. A column is added here, once, for every SQL chest.
 
-use std::borrow::Cow;
-use std::fmt::Write;
-
-use crate::{Error, Record, Value};
+use crate::Error;
 
 /// The default table name.
 pub const DEFAULT_TABLE: &str = "chest";
@@ -147,8 +144,11 @@ impl Dialect {
         )
     }
 
-    /// `INSERT INTO table (...) VALUES (...), (...)` for `rows` rows, with bound parameters.
+    /// `INSERT INTO table (...) VALUES (...), (...)` for `rows` rows, with bound parameters
+    /// (PostgreSQL's chest inserts with `insert_unnest` instead).
+    #[cfg(any(feature = "sqlite", feature = "mysql", test))]
     pub fn insert(self, table: &str, rows: usize) -> String {
+        use std::fmt::Write;
         let columns: Vec<String> = INSERT_COLUMNS.iter().map(|c| self.quote(c)).collect();
         let mut sql = format!(
             "INSERT INTO {} ({}) VALUES ",
@@ -239,25 +239,28 @@ pub fn check_columns<S: AsRef<str>>(table: &str, present: &[S]) -> Result<(), Er
     }
 }
 
-/// A record as the values bound to one row of [`INSERT_COLUMNS`].
+/// A record as the values bound to one row of [`INSERT_COLUMNS`], for the sqlx chests (the SQLite
+/// chest binds straight from the record, formatting values into one reused buffer).
+#[cfg(any(feature = "mysql", feature = "postgres"))]
 pub struct Row<'a> {
     pub request_id: &'a str,
     pub name: &'a str,
-    pub value: Cow<'a, str>,
+    pub value: std::borrow::Cow<'a, str>,
     pub value_num: Option<f64>,
     pub value_type: &'static str,
     pub method: &'a str,
     pub route: Option<&'a str>,
 }
 
-impl<'a> From<&'a Record> for Row<'a> {
-    fn from(r: &'a Record) -> Self {
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+impl<'a> From<&'a crate::Record> for Row<'a> {
+    fn from(r: &'a crate::Record) -> Self {
         Row {
             request_id: &r.request_id,
             name: &r.name,
             value: match &r.value {
-                Value::Text(t) => Cow::Borrowed(t),
-                other => Cow::Owned(other.to_string()),
+                crate::Value::Text(t) => std::borrow::Cow::Borrowed(t),
+                other => std::borrow::Cow::Owned(other.to_string()),
             },
             value_num: r.value.as_f64(),
             value_type: r.value.type_name(),

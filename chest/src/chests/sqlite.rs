@@ -31,6 +31,7 @@
 //!
 //! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -38,9 +39,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::sql::{self, Dialect, Row};
+use super::sql::{self, Dialect};
 use crate::read::{Filter, StoredRecord, StoredRow, VarSummary};
-use crate::{BoxFuture, Chest, ChestError, Error, Record};
+use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
 
 /// Rows per prepared insert: 64 × 8 bound values, well under SQLite's limit of 32,766.
 const CHUNK_ROWS: usize = 64;
@@ -233,18 +234,27 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The records of one request share one time: format it once.
         let mut time: Option<(std::time::SystemTime, String)> = None;
+        // SQLite copies bound text, so one buffer serves every non-text value.
+        let mut text = String::new();
         for chunk in records.chunks(CHUNK_ROWS) {
             let mut stmt = tx.prepare_cached(&self.inserts[chunk.len()])?;
             let mut at = 1;
             for record in chunk {
-                let row = Row::from(*record);
-                stmt.raw_bind_parameter(at, row.request_id)?;
-                stmt.raw_bind_parameter(at + 1, row.name)?;
-                stmt.raw_bind_parameter(at + 2, &*row.value)?;
-                stmt.raw_bind_parameter(at + 3, row.value_num)?;
-                stmt.raw_bind_parameter(at + 4, row.value_type)?;
-                stmt.raw_bind_parameter(at + 5, row.method)?;
-                stmt.raw_bind_parameter(at + 6, row.route)?;
+                let value: &str = match &record.value {
+                    Value::Text(t) => t,
+                    other => {
+                        text.clear();
+                        let _ = write!(text, "{other}");
+                        &text
+                    }
+                };
+                stmt.raw_bind_parameter(at, &*record.request_id)?;
+                stmt.raw_bind_parameter(at + 1, &*record.name)?;
+                stmt.raw_bind_parameter(at + 2, value)?;
+                stmt.raw_bind_parameter(at + 3, record.value.as_f64())?;
+                stmt.raw_bind_parameter(at + 4, record.value.type_name())?;
+                stmt.raw_bind_parameter(at + 5, &*record.method)?;
+                stmt.raw_bind_parameter(at + 6, record.route.as_deref())?;
                 if time.as_ref().is_none_or(|(t, _)| *t != record.time) {
                     time = Some((record.time, record.recorded_at()));
                 }

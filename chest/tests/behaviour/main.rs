@@ -41,6 +41,7 @@ macro_rules! behaviour_table {
 behaviour_table! {
     get_and_post_write_typed_rows_to_sqlite,
     concurrent_clients_lose_and_duplicate_nothing,
+    concurrent_clients_through_batched_lose_and_duplicate_nothing,
     no_tracked_vars_writes_every_variable,
     tracked_vars_select_per_method,
     unset_names_are_skipped,
