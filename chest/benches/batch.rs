@@ -8,7 +8,8 @@
 //!   layer's own cost from the enqueue's.
 //! - `sink/*`: records per second through `Batched` into SQLite, 3 records per request, from
 //!   the first write until the last record is written, into a fresh database each run; and the
-//!   same records written straight to SQLite (`sqlite_direct_1000`) as the baseline.
+//!   same records written straight to SQLite (`sqlite_direct_1000`) as the baseline, also with
+//!   random (UUID4) request ids instead of the default time-ordered ones.
 //!
 //! Run: `cargo bench -p chest --bench batch`. The benchmark uses mimalloc, the allocator `chest
 //! demo` ships with, on both sides of every comparison.
@@ -23,7 +24,7 @@ use axum::Router;
 use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::sqlite::SqliteChest;
 use chest::layer::ChestLayer;
-use chest::{BoxFuture, Chest, ChestError, MakeRequestId, Record, Recorder, Uuid7, Vars};
+use chest::{BoxFuture, Chest, ChestError, MakeRequestId, Record, Recorder, Uuid4, Uuid7, Vars};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Request;
 use tower::ServiceExt;
@@ -193,40 +194,49 @@ fn fresh_sqlite(dir: &std::path::Path) -> SqliteChest {
 fn sink(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let requests: Vec<Vec<Record>> = (0..REQUESTS)
-        .map(|i| {
-            // Ids as the layer makes them by default.
-            let id = Uuid7.make_shared_request_id();
-            vec![
-                Record::new(id.clone(), "user_id", i as i64, "GET", Some("/work")),
-                Record::new(id.clone(), "latency_ms", 1.5, "GET", Some("/work")),
-                Record::new(id, "plan", "pro", "GET", Some("/work")),
-            ]
-        })
-        .collect();
+    let requests_with = |ids: &dyn MakeRequestId| -> Vec<Vec<Record>> {
+        (0..REQUESTS)
+            .map(|i| {
+                let id = ids.make_shared_request_id();
+                vec![
+                    Record::new(id.clone(), "user_id", i as i64, "GET", Some("/work")),
+                    Record::new(id.clone(), "latency_ms", 1.5, "GET", Some("/work")),
+                    Record::new(id, "plan", "pro", "GET", Some("/work")),
+                ]
+            })
+            .collect()
+    };
+    // Ids as the layer makes them by default, and Flask-Chest's random ones.
+    let requests = requests_with(&Uuid7);
+    let random_id_requests = requests_with(&Uuid4);
     let mut group = c.benchmark_group("sink");
     group.throughput(Throughput::Elements(REQUESTS as u64 * 3));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
     // The baseline: the same records written straight to SQLite, 1,000 a write.
-    group.bench_function("sqlite_direct_1000", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (dir, requests) = (dir.path(), &requests);
-            async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let direct = fresh_sqlite(dir);
-                    let started = Instant::now();
-                    for chunk in requests.chunks(1_000 / 3) {
-                        let records: Vec<Record> = chunk.iter().flatten().cloned().collect();
-                        direct.write(&records).await.unwrap();
+    for (name, requests) in [
+        ("sqlite_direct_1000", &requests),
+        ("sqlite_direct_1000_uuid4_ids", &random_id_requests),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let dir = dir.path();
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let direct = fresh_sqlite(dir);
+                        let started = Instant::now();
+                        for chunk in requests.chunks(1_000 / 3) {
+                            let records: Vec<Record> = chunk.iter().flatten().cloned().collect();
+                            direct.write(&records).await.unwrap();
+                        }
+                        total += started.elapsed();
                     }
-                    total += started.elapsed();
+                    total
                 }
-                total
-            }
-        })
-    });
+            })
+        });
+    }
     for batch in [1_000, 5_000] {
         group.bench_function(format!("batched_sqlite_{batch}"), |b| {
             b.to_async(&runtime).iter_custom(|iters| {

@@ -22,14 +22,15 @@ use std::time::{Duration, Instant};
 use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::mysql::MySqlChest;
 use chest::chests::postgres::PostgresChest;
-use chest::{Chest, Record};
+use chest::{Chest, MakeRequestId, Record, Uuid7};
 
-/// Three variables per request, like a typical handler: an int, a float and a short text.
+/// Three variables per request, like a typical handler: an int, a float and a short text. The
+/// request ids are the layer's default (time-ordered UUIDs).
 fn requests(count: usize) -> Vec<Record> {
     let route = Some("/items/{id}");
     (0..count)
         .flat_map(|n| {
-            let id: Arc<str> = Arc::from(format!("{:032x}", n as u128 * 0x9e37_79b9_7f4a_7c15));
+            let id = Uuid7.make_shared_request_id();
             [
                 Record::new(id.clone(), "item", n as i64, "GET", route),
                 Record::new(id.clone(), "latency_ms", n as f64 / 7.0, "GET", route),
