@@ -72,8 +72,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use reqwest::Url;
 
 use super::http_client::{
-    display_url, response_message, sensitive_header, shown_url, ClientSettings, HttpError,
-    ProxySetting, Secret,
+    client_setters, display_url, response_message, sensitive_header, shown_url, ClientSettings,
+    HttpError, Secret,
 };
 use crate::{BoxError, BoxFuture, Chest, ChestError, Error, Record};
 
@@ -248,40 +248,7 @@ impl HttpChestBuilder {
         self
     }
 
-    /// How long one request may take, from connecting to the end of the answer (default 10 s).
-    /// A timeout is a retryable error.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.client.timeout = timeout;
-        self
-    }
-
-    /// Whether to verify the server's TLS certificate (default `true`, against the system's
-    /// root certificates and any added with [`root_certificate_pem`](Self::root_certificate_pem)).
-    /// Flask-Chest's default was `false`; here `false` is for tests only: it accepts any
-    /// certificate.
-    pub fn verify(mut self, verify: bool) -> Self {
-        self.client.verify = verify;
-        self
-    }
-
-    /// Also trusts the root certificate(s) in this PEM text (e.g. a private CA or a self-signed
-    /// server certificate), keeping verification on.
-    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.client.root_certificates_pem.push(pem.into());
-        self
-    }
-
-    /// Sends requests whose URL has the scheme `scheme` (`"http"`, `"https"` or `"all"`, the
-    /// keys of Flask-Chest's `proxies`) through the proxy at `proxy_url` (which may hold
-    /// credentials: it is never shown). Without proxies, the `HTTP_PROXY`, `HTTPS_PROXY` and
-    /// `NO_PROXY` environment variables apply, as they did for Flask-Chest.
-    pub fn proxy(mut self, scheme: impl Into<String>, proxy_url: impl Into<String>) -> Self {
-        self.client.proxies.push(ProxySetting {
-            scheme: scheme.into(),
-            url: Secret::new(proxy_url),
-        });
-        self
-    }
+    client_setters!("request");
 
     /// Checks the settings and builds the chest (and its HTTP client). Nothing is sent yet.
     pub fn build(self) -> Result<HttpChest, Error> {

@@ -57,6 +57,51 @@ pub(crate) struct ProxySetting {
     pub(crate) url: Secret,
 }
 
+/// The HTTP client setters every HTTP builder shares (`timeout`, `verify`,
+/// `root_certificate_pem`, `proxy`), for a builder whose `client` field holds its
+/// [`ClientSettings`]. `$request` names one request in the docs, e.g. `"write request"`.
+macro_rules! client_setters {
+    ($request:literal) => {
+        #[doc = concat!("How long one ", $request, " may take, from connecting to the end of the")]
+        /// answer (default 10 s). A timeout is a retryable error.
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.client.timeout = timeout;
+            self
+        }
+
+        /// Whether to verify the server's TLS certificate (default `true`, against the system's
+        /// root certificates and any added with [`root_certificate_pem`](Self::root_certificate_pem)).
+        /// Flask-Chest's default was `false`; here `false` is for tests only: it accepts any
+        /// certificate.
+        pub fn verify(mut self, verify: bool) -> Self {
+            self.client.verify = verify;
+            self
+        }
+
+        /// Also trusts the root certificate(s) in this PEM text (e.g. a private CA or a
+        /// self-signed server certificate), keeping verification on.
+        pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.client.root_certificates_pem.push(pem.into());
+            self
+        }
+
+        /// Sends requests whose URL has the scheme `scheme` (`"http"`, `"https"` or `"all"`, the
+        /// keys of Flask-Chest's and Python requests' `proxies`) through the proxy at `proxy_url`
+        /// (which may hold credentials: it is never shown). Without proxies, the `HTTP_PROXY`,
+        /// `HTTPS_PROXY` and `NO_PROXY` environment variables apply, as they did for Flask-Chest.
+        pub fn proxy(mut self, scheme: impl Into<String>, proxy_url: impl Into<String>) -> Self {
+            self.client
+                .proxies
+                .push($crate::chests::http_client::ProxySetting {
+                    scheme: scheme.into(),
+                    url: $crate::chests::http_client::Secret::new(proxy_url),
+                });
+            self
+        }
+    };
+}
+pub(crate) use client_setters;
+
 impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings {

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::names;
 use super::{Format, PrometheusChest};
 use crate::chests::http_client::{
-    display_url, response_message, ClientSettings, HttpError, Secret,
+    client_setters, display_url, response_message, ClientSettings, HttpError, Secret,
 };
 use crate::{Chest, ChestError, Error, ErrorKind};
 
@@ -132,18 +132,7 @@ impl PushgatewayBuilder {
         self
     }
 
-    /// How long one push request may take (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.client.timeout = timeout;
-        self
-    }
-
-    /// Whether to verify the Pushgateway's TLS certificate (default `true`). `false` accepts any
-    /// certificate: only for tests.
-    pub fn verify(mut self, verify: bool) -> Self {
-        self.client.verify = verify;
-        self
-    }
+    client_setters!("push request");
 
     /// Checks the settings and builds the HTTP client. Nothing is pushed yet.
     pub fn build(self) -> Result<Pushgateway, Error> {
