@@ -61,7 +61,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&*e));
+            eprintln!("error: {}", chest::error_chain(&*e));
             ExitCode::FAILURE
         }
     }
@@ -83,20 +83,4 @@ fn db_url(db: &Path, table: &str) -> Option<String> {
     let url = db.to_str().filter(|db| db.contains("://"))?;
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}table={table}"))
-}
-
-/// The error and its causes on one line.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Many errors already print their cause; say it once.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

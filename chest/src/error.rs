@@ -55,3 +55,27 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, joined with `: `, each said once (many errors already
+/// print their cause's text in their own): for logs and command-line messages.
+///
+/// ```
+/// let cause = std::io::Error::other("connection refused");
+/// let error = chest::ChestError::retryable("mysql://app@db:3306/metrics", cause);
+/// let line = chest::error_chain(&error);
+/// assert!(line.contains("mysql://app@db:3306/metrics"), "{line}");
+/// assert_eq!(line.matches("connection refused").count(), 1, "{line}");
+/// ```
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

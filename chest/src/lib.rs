@@ -60,7 +60,7 @@ pub mod vars;
 pub use crate::batch::{Batched, Durability, OverflowPolicy, Stats};
 pub use crate::chest::{BoxError, BoxFuture, Chest, ChestError, ErrorKind};
 pub use crate::chests::memory::MemoryChest;
-pub use crate::error::Error;
+pub use crate::error::{error_chain, Error};
 pub use crate::open::open;
 pub use crate::record::Record;
 pub use crate::recorder::Recorder;

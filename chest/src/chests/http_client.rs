@@ -404,7 +404,7 @@ impl HttpError {
             return HttpError::Timeout(timeout);
         }
         let builder = error.is_builder();
-        let text = error_chain(&error.without_url());
+        let text = crate::error_chain(&error.without_url());
         if builder {
             HttpError::Request(text)
         } else {
@@ -438,22 +438,6 @@ fn retryable_status(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
-}
-
-/// An error and its causes, joined with `: `.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // hyper and reqwest often repeat their cause's text in their own.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// What the server said in an error response: its body (at most 1 KiB, lossy UTF-8, trimmed),
