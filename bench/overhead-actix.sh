@@ -9,6 +9,8 @@
 # shutdown), and as its last line: overhead_ratio=<median chest req/s ÷ median bare req/s>.
 #
 #   bench/overhead-actix.sh
+#   SINK=discard bench/overhead-actix.sh   # the batched chest's sink only counts: the middleware
+#                                          # and the queue without SQLite's cost
 #
 # Knobs (env): PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
 # see bench/lib.sh (the measuring part, shared with bench/overhead.sh). Honours CARGO_TARGET_DIR.
@@ -18,7 +20,8 @@ cd "$(dirname "$0")/.."
 
 cargo build --release -q -p chest --example actix_overhead --features actix,sqlite,batch
 server="${CARGO_TARGET_DIR:-target}/release/examples/actix_overhead"
-bench_start "actix_overhead" "$server" "$bench_work/bench.db"
+SINK=${SINK:-sqlite}
+bench_start "actix_overhead" "$server" "$bench_work/bench.db" 0 "$SINK"
 bench_pairs "$url/bare" "$url/api-endpoint"
 # Stopping drains the batched chest; the example then prints its counters and the rows it finds.
 bench_stop
@@ -28,6 +31,6 @@ field() { printf '%s' "$stats" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 dropped=$(printf '%s' "$stats" | sed -n 's/.*"dropped":{\([^}]*\)}.*/\1/p' | tr -d '"' | tr ',' '\n' |
   awk -F: '{n += $2} $2 > 0 {why = why sep $1 " " $2; sep = ", "} END {print n + 0 (why ? " (" why ")" : "")}')
 rows=$(sed -n 's/^rows transaction=//p' "$bench_work/server.out")
-bench_report "server: actix_overhead (actix-web, Batched SQLite chest)" \
+bench_report "server: actix_overhead (actix-web, Batched chest, sink: $SINK)" \
   "batched chest: enqueued $(field enqueued), written $(field written), dropped $dropped" \
-  "rows read back (transaction): ${rows:-0}"
+  "rows read back (transaction; with SINK=discard, records the sink got): ${rows:-0}"

@@ -2,28 +2,31 @@
 //! actix-web middleware, in one process.
 //!
 //! ```text
-//! cargo run --release -p chest --features actix,sqlite,batch --example actix_overhead -- DB [PORT]
+//! cargo run --release -p chest --features actix,sqlite,batch --example actix_overhead -- DB [PORT] [SINK]
 //! ```
 //!
 //! - `GET /bare`: the handler alone. Its `chest::vars::set` finds no request scope; the error is
 //!   ignored, so it records nothing.
 //! - `GET /api-endpoint`: the same handler behind [`ChestMiddleware`], recording `transaction`
-//!   into a [`Batched`] SQLite chest at `DB` (which should not exist yet).
+//!   into a [`Batched`] chest: with SINK `sqlite` (the default) a SQLite chest at `DB` (which
+//!   should not exist yet); with `discard` a chest that only counts what it gets, to measure the
+//!   middleware and the queue without a backend's own cost.
 //!
 //! The first stdout line is `listening on http://ADDR` (PORT defaults to 0: a free port). On
 //! SIGTERM or Ctrl-C the server stops, the batched chest is drained, and two more lines follow:
 //! `stats <the batched chest's counters as JSON>` and `rows transaction=<rows in DB>`, read back
-//! from the database.
+//! from the database (with `discard`: the records the sink got).
 
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use chest::actix::ChestMiddleware;
 use chest::batch::Batched;
 use chest::chests::sqlite::{SqliteChest, SqliteReader};
-use chest::{Recorder, Tracked};
+use chest::{BoxFuture, Chest, ChestError, Record, Recorder, Tracked};
 
 /// Transactions handled, for the `transaction` variable.
 static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
@@ -39,22 +42,45 @@ async fn handler() -> &'static str {
     "Hello, World!"
 }
 
+/// A sink that only counts the records it gets.
+#[derive(Clone, Default)]
+struct Discard(Arc<AtomicU64>);
+
+impl Chest for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+
+    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
+        self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let db = args
         .next()
-        .ok_or("usage: actix_overhead DB [PORT] (DB: a fresh SQLite file)")?;
+        .ok_or("usage: actix_overhead DB [PORT] [SINK] (DB: a fresh SQLite file)")?;
     let port: u16 = match args.next() {
         Some(port) => port
             .parse()
             .map_err(|e| format!("bad PORT `{port}`: {e}"))?,
         None => 0,
     };
+    let discard = match args.next().as_deref() {
+        None | Some("sqlite") => None,
+        Some("discard") => Some(Discard::default()),
+        Some(other) => return Err(format!("bad SINK `{other}`: sqlite or discard").into()),
+    };
 
     // Built inside the runtime: the batched chest's worker runs on this (the main) thread's
     // runtime, off the HTTP workers.
-    let batched = Batched::builder(SqliteChest::open(&db)?).build()?;
+    let batched = match &discard {
+        Some(discard) => Batched::builder(discard.clone()).build()?,
+        None => Batched::builder(SqliteChest::open(&db)?).build()?,
+    };
     let recorder = Recorder::new()
         .chest(batched.clone())
         .tracked_vars(Tracked::methods().method("GET", ["transaction"]));
@@ -76,11 +102,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     server.run().await?;
     let stats = batched.shutdown(DRAIN_DEADLINE).await;
     println!("stats {}", serde_json::to_string(&stats)?);
-    // SqliteChest's default table.
-    let rows = SqliteReader::open(&db, "chest")?
-        .summaries(Some("transaction"))?
-        .first()
-        .map_or(0, |summary| summary.count);
+    let rows = match discard {
+        Some(discard) => discard.0.load(Ordering::Relaxed),
+        // SqliteChest's default table.
+        None => SqliteReader::open(&db, "chest")?
+            .summaries(Some("transaction"))?
+            .first()
+            .map_or(0, |summary| summary.count),
+    };
     println!("rows transaction={rows}");
     Ok(())
 }
