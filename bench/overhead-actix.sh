@@ -11,6 +11,7 @@
 #   bench/overhead-actix.sh
 #   SINK=discard bench/overhead-actix.sh   # the batched chest's sink only counts: the middleware
 #                                          # and the queue without SQLite's cost
+#   SINK=none bench/overhead-actix.sh      # no chest: the middleware alone
 #
 # Knobs (env): PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
 # see bench/lib.sh (the measuring part, shared with bench/overhead.sh). Honours CARGO_TARGET_DIR.
@@ -33,4 +34,4 @@ dropped=$(printf '%s' "$stats" | sed -n 's/.*"dropped":{\([^}]*\)}.*/\1/p' | tr 
 rows=$(sed -n 's/^rows transaction=//p' "$bench_work/server.out")
 bench_report "server: actix_overhead (actix-web, Batched chest, sink: $SINK)" \
   "batched chest: enqueued $(field enqueued), written $(field written), dropped $dropped" \
-  "rows read back (transaction; with SINK=discard, records the sink got): ${rows:-0}"
+  "rows read back (transaction; with SINK=discard|none, records the sink got): ${rows:-0}"

@@ -10,7 +10,9 @@
 //! - `GET /api-endpoint`: the same handler behind [`ChestMiddleware`], recording `transaction`
 //!   into a [`Batched`] chest: with SINK `sqlite` (the default) a SQLite chest at `DB` (which
 //!   should not exist yet); with `discard` a chest that only counts what it gets, to measure the
-//!   middleware and the queue without a backend's own cost.
+//!   middleware and the queue without a backend's own cost; with `none` no chest at all (the
+//!   middleware makes the id and the records and writes them nowhere; the batched chest is
+//!   built but idle).
 //!
 //! The first stdout line is `listening on http://ADDR` (PORT defaults to 0: a free port). On
 //! SIGTERM or Ctrl-C the server stops, the batched chest is drained, and two more lines follow:
@@ -69,10 +71,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             .map_err(|e| format!("bad PORT `{port}`: {e}"))?,
         None => 0,
     };
-    let discard = match args.next().as_deref() {
-        None | Some("sqlite") => None,
-        Some("discard") => Some(Discard::default()),
-        Some(other) => return Err(format!("bad SINK `{other}`: sqlite or discard").into()),
+    let (discard, attached) = match args.next().as_deref() {
+        None | Some("sqlite") => (None, true),
+        Some("discard") => (Some(Discard::default()), true),
+        Some("none") => (Some(Discard::default()), false),
+        Some(other) => return Err(format!("bad SINK `{other}`: sqlite, discard or none").into()),
     };
 
     // Built inside the runtime: the batched chest's worker runs on this (the main) thread's
@@ -81,9 +84,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Some(discard) => Batched::builder(discard.clone()).build()?,
         None => Batched::builder(SqliteChest::open(&db)?).build()?,
     };
-    let recorder = Recorder::new()
-        .chest(batched.clone())
-        .tracked_vars(Tracked::methods().method("GET", ["transaction"]));
+    let mut recorder =
+        Recorder::new().tracked_vars(Tracked::methods().method("GET", ["transaction"]));
+    if attached {
+        recorder = recorder.chest(batched.clone());
+    }
     let middleware = ChestMiddleware::new(recorder);
 
     let server = HttpServer::new(move || {
