@@ -19,6 +19,9 @@ use chest::{Chest, ErrorKind, MemoryChest};
 const SLACK: Duration = Duration::from_secs(2);
 
 /// Writes requests from 4 tasks until `stop`; returns the request numbers whose write returned Ok.
+/// Each task pauses 1 ms every 5 writes (~60k records/s in all, under what the SQLite chest and
+/// the spool take here): unpaced, the tasks outran the worker's spilling on a loaded machine and
+/// the queue dropped its oldest records, which is the overflow tests' subject, not this one's.
 fn load(batched: &Batched, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<usize>>> {
     (0..4)
         .map(|task| {
@@ -32,8 +35,8 @@ fn load(batched: &Batched, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandl
                         accepted.push(i);
                     }
                     i += 4;
-                    if i % 64 < 4 {
-                        tokio::task::yield_now().await;
+                    if i % 20 < 4 {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
                     }
                 }
                 accepted
