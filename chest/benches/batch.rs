@@ -15,7 +15,6 @@
 //! demo` ships with, on both sides of every comparison.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -24,7 +23,7 @@ use axum::Router;
 use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::sqlite::SqliteChest;
 use chest::layer::ChestLayer;
-use chest::{BoxFuture, Chest, ChestError, MakeRequestId, Record, Recorder, Uuid4, Uuid7, Vars};
+use chest::{Chest, MakeRequestId, Record, Recorder, Uuid4, Uuid7, Vars};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Request;
 use tower::ServiceExt;
@@ -32,19 +31,9 @@ use tower::ServiceExt;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A sink that only counts: the background side costs (almost) nothing.
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Chest for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[path = "../examples/support/discard.rs"]
+mod discard;
+use discard::Discard;
 
 /// A clock for `iter_custom`.
 type Clock = fn() -> Duration;

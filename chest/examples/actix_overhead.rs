@@ -21,14 +21,13 @@
 
 use std::error::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use chest::actix::ChestMiddleware;
 use chest::batch::Batched;
 use chest::chests::sqlite::{SqliteChest, SqliteReader};
-use chest::{BoxFuture, Chest, ChestError, Record, Recorder, Tracked};
+use chest::{Recorder, Tracked};
 
 /// Transactions handled, for the `transaction` variable.
 static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
@@ -44,20 +43,9 @@ async fn handler() -> &'static str {
     "Hello, World!"
 }
 
-/// A sink that only counts the records it gets.
-#[derive(Clone, Default)]
-struct Discard(Arc<AtomicU64>);
-
-impl Chest for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[path = "support/discard.rs"]
+mod discard;
+use discard::Discard;
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn Error>> {

@@ -9,36 +9,12 @@ use std::time::Duration;
 
 use chest::chests::mysql::MySqlChest;
 use chest::{Chest, Error, Record};
-use sql_servers::{Admin, Target, SECRET};
+use sql_servers::{sqlx_target_methods, Admin, Target, SECRET};
 
 struct MySql;
 
 impl Target for MySql {
-    type Chest = MySqlChest;
-
-    async fn build(url: &str, table: &str, connections: u32) -> Result<MySqlChest, Error> {
-        MySqlChest::builder(url)
-            .table(table)
-            .max_connections(connections)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .await
-    }
-
-    fn lazy(url: &str, table: &str, timeout: Duration) -> Result<MySqlChest, Error> {
-        MySqlChest::builder(url)
-            .table(table)
-            .connect_timeout(timeout)
-            .build_lazy()
-    }
-
-    fn builder_debug(url: &str) -> String {
-        format!("{:?}", MySqlChest::builder(url))
-    }
-
-    async fn admin(url: &str) -> Admin {
-        Admin::mysql(url).await
-    }
+    sqlx_target_methods!(MySqlChest, mysql);
 }
 
 fn url() -> Option<String> {

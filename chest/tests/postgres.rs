@@ -9,36 +9,12 @@ use std::time::Duration;
 
 use chest::chests::postgres::{escape_text, unescape_text, PostgresChest, ESCAPED_TEXT_TYPE};
 use chest::{Chest, Error, Record, Value};
-use sql_servers::{Admin, Target, SECRET};
+use sql_servers::{sqlx_target_methods, Admin, Target, SECRET};
 
 struct Postgres;
 
 impl Target for Postgres {
-    type Chest = PostgresChest;
-
-    async fn build(url: &str, table: &str, connections: u32) -> Result<PostgresChest, Error> {
-        PostgresChest::builder(url)
-            .table(table)
-            .max_connections(connections)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .await
-    }
-
-    fn lazy(url: &str, table: &str, timeout: Duration) -> Result<PostgresChest, Error> {
-        PostgresChest::builder(url)
-            .table(table)
-            .connect_timeout(timeout)
-            .build_lazy()
-    }
-
-    fn builder_debug(url: &str) -> String {
-        format!("{:?}", PostgresChest::builder(url))
-    }
-
-    async fn admin(url: &str) -> Admin {
-        Admin::postgres(url).await
-    }
+    sqlx_target_methods!(PostgresChest, postgres);
 
     /// Text with NUL is stored escaped and flagged (PostgreSQL text cannot hold NUL).
     fn stored(value: &Value) -> (String, &'static str) {

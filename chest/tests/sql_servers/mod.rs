@@ -18,6 +18,39 @@ pub mod reading;
 /// A password the error tests put in URLs: it must never come out.
 pub const SECRET: &str = "Hunter2-s3cr3t-pw";
 
+/// The [`Target`] methods of a sqlx chest type `$chest` (built through its builder), whose raw
+/// SQL access is `Admin::$admin`: to be used inside `impl Target for …`.
+macro_rules! sqlx_target_methods {
+    ($chest:ty, $admin:ident) => {
+        type Chest = $chest;
+
+        async fn build(url: &str, table: &str, connections: u32) -> Result<$chest, Error> {
+            <$chest>::builder(url)
+                .table(table)
+                .max_connections(connections)
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .await
+        }
+
+        fn lazy(url: &str, table: &str, timeout: Duration) -> Result<$chest, Error> {
+            <$chest>::builder(url)
+                .table(table)
+                .connect_timeout(timeout)
+                .build_lazy()
+        }
+
+        fn builder_debug(url: &str) -> String {
+            format!("{:?}", <$chest>::builder(url))
+        }
+
+        async fn admin(url: &str) -> Admin {
+            Admin::$admin(url).await
+        }
+    };
+}
+pub(crate) use sqlx_target_methods;
+
 /// A chest type under test.
 pub trait Target {
     /// The chest.
