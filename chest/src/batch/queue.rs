@@ -243,6 +243,12 @@ impl Queue {
             bytes: first.bytes,
             acks: first.ack.into_iter().collect(),
         };
+        // Room for every queued record that can join (the first message's are counted in the
+        // depth), so the batch is copied once, not at each doubling.
+        let joining = state.stats.queue_depth.min(self.limits.batch_records) as usize;
+        batch
+            .records
+            .reserve(joining.saturating_sub(batch.records.len()));
         while let Some(next) = state.messages.front() {
             let records = (batch.records.len() + next.records.len()) as u64;
             if records > self.limits.batch_records
