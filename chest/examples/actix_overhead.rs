@@ -29,6 +29,10 @@ use chest::batch::Batched;
 use chest::chests::sqlite::{SqliteChest, SqliteReader};
 use chest::{Recorder, Tracked};
 
+/// The allocator `chest demo` ships with, on both routes alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Transactions handled, for the `transaction` variable.
 static TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
 
