@@ -39,6 +39,7 @@
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, EitherBody};
@@ -58,7 +59,7 @@ pub struct ChestMiddleware {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Shared {
     recorder: Recorder,
     /// The recorder's header names, converted once to actix-web's `http` 0.2 type.
@@ -120,9 +121,11 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        // Each actix-web worker gets its own copy: a request then clones an `Rc`, not an `Arc`
+        // whose count every worker's core would write.
         ready(Ok(ChestService {
             service,
-            shared: self.shared.clone(),
+            shared: Rc::new(Shared::clone(&self.shared)),
         }))
     }
 }
@@ -131,7 +134,7 @@ where
 #[derive(Debug)]
 pub struct ChestService<S> {
     service: S,
-    shared: Arc<Shared>,
+    shared: Rc<Shared>,
 }
 
 /// The response future of [`ChestService`]: the handler's future, then the chest writes.

@@ -51,14 +51,19 @@ pub struct Recorder {
     raise_exceptions: bool,
     header: Option<HeaderName>,
     trust_incoming_id: bool,
-    /// The standard methods as shared strings, so that a request's records need not allocate one.
-    methods: Arc<[Arc<str>]>,
 }
 
-/// The methods whose shared strings a [`Recorder`] makes once.
+/// The methods whose shared strings each thread makes once.
 const STANDARD_METHODS: [&str; 9] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
 ];
+
+thread_local! {
+    /// [`STANDARD_METHODS`] as shared strings, so that a request's records need not allocate
+    /// one. Per thread: a string shared by every thread would have its count written by every
+    /// core on every request.
+    static SHARED_METHODS: [Arc<str>; 9] = STANDARD_METHODS.map(Arc::from);
+}
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -77,7 +82,6 @@ impl Recorder {
             raise_exceptions: true,
             header: Some(HeaderName::from_static("x-request-id")),
             trust_incoming_id: false,
-            methods: STANDARD_METHODS.into_iter().map(Arc::from).collect(),
         }
     }
 
@@ -189,10 +193,9 @@ impl Recorder {
             return Vec::new();
         }
         let request_id = vars.shared_request_id();
-        let method = match self.methods.iter().find(|m| ***m == *method) {
-            Some(shared) => shared.clone(),
-            None => Arc::from(method),
-        };
+        let method = SHARED_METHODS
+            .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
+            .unwrap_or_else(|| Arc::from(method));
         let time = SystemTime::now();
         selected
             .into_iter()

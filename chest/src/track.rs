@@ -80,13 +80,17 @@ impl Tracked {
         let Some(names) = self.names_for(method) else {
             return set;
         };
-        names
-            .iter()
-            .filter_map(|name| {
-                let at = set.iter().position(|(n, _)| n == name)?;
-                Some(set.swap_remove(at))
-            })
-            .collect()
+        // In place, no new vector: each selected entry is swapped to the front, in the
+        // selection's order (names are unique on both sides).
+        let mut kept = 0;
+        for name in names {
+            if let Some(at) = set[kept..].iter().position(|(n, _)| n == name) {
+                set.swap(kept, kept + at);
+                kept += 1;
+            }
+        }
+        set.truncate(kept);
+        set
     }
 }
 

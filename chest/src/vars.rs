@@ -65,7 +65,7 @@ pub fn validate_name(name: &str) -> Result<(), VarError> {
         "it is empty"
     } else if name.len() > MAX_NAME_LEN {
         "it is longer than 255 bytes"
-    } else if name.chars().any(char::is_control) {
+    } else if has_control_character(name) {
         "it contains a control character"
     } else {
         return Ok(());
@@ -74,6 +74,12 @@ pub fn validate_name(name: &str) -> Result<(), VarError> {
         name: name.chars().take(64).collect(),
         reason,
     })
+}
+
+/// Whether `name` holds a control character. Printable ASCII, most names, passes a byte scan
+/// without decoding characters.
+fn has_control_character(name: &str) -> bool {
+    name.bytes().any(|b| !(0x20..0x7f).contains(&b)) && name.chars().any(char::is_control)
 }
 
 /// The handle on one request's variables. Cloning it is cheap and every clone sees the same store.
@@ -248,7 +254,8 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         let vars = Vars::new("r");
-        for bad in ["", "a\u{0}b", "tab\there", "\u{7f}"] {
+        // NEL (U+0085) is a C1 control: a non-ASCII byte sends the check to the character test.
+        for bad in ["", "a\u{0}b", "tab\there", "\u{7f}", "é\u{85}"] {
             assert!(
                 matches!(vars.set(bad, 1), Err(VarError::InvalidName { .. })),
                 "{bad:?}"
