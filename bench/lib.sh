@@ -3,6 +3,8 @@
 #
 # A script starts its server with bench_start, measures with bench_pairs, and ends with
 # bench_report, whose last line is overhead_ratio=<median layered req/s ÷ median bare req/s>.
+# It also reports the server's CPU time per request on each route (from /proc, all threads),
+# which the machine's other tenants move much less than req/s.
 #
 # Knobs (env): PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s).
 # The machine is shared and noisy: many short alternating pairs give steadier medians than a few
@@ -44,21 +46,38 @@ bench_stop() {
 # rps DURATION URL: wrk's requests per second.
 rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "$2" | awk '/Requests\/sec/ {print $2}'; }
 
+# server_ticks: the CPU time (user + system clock ticks) the server has used so far, all threads.
+server_ticks() { awk '{print $14 + $15}' "/proc/$bench_server/stat"; }
+
+# measure DURATION URL: one wrk run; prints "req/s µs" where µs is the server's CPU time per
+# request. Other tenants of a shared machine move req/s a lot and CPU per request much less.
+measure() {
+  local before after
+  before=$(server_ticks)
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "$2" >"$bench_work/wrk.out"
+  after=$(server_ticks)
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2}
+    END {printf "%s %.3f\n", rps, ticks * 1e6 / hz / n}' "$bench_work/wrk.out"
+}
+
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # bench_pairs BARE_URL LAYERED_URL: warms both up, then runs wrk alternately on them PAIRS times,
-# printing each pair; fills the arrays `bare`, `layered` and `ratios` (layered ÷ bare).
+# printing each pair; fills the arrays `bare`, `layered` and `ratios` (layered ÷ bare), and
+# `bare_cpu`, `layered_cpu` (the server's µs of CPU per request).
 bench_pairs() {
   rps "$WARMUP" "$1" >/dev/null
   rps "$WARMUP" "$2" >/dev/null
-  bare=() layered=() ratios=()
-  local i b c r
+  bare=() layered=() ratios=() bare_cpu=() layered_cpu=()
+  local i b c r bc cc
   for i in $(seq "$PAIRS"); do
-    b=$(rps "$DURATION" "$1")
-    c=$(rps "$DURATION" "$2")
+    read -r b bc < <(measure "$DURATION" "$1")
+    read -r c cc < <(measure "$DURATION" "$2")
     r=$(awk -v c="$c" -v b="$b" 'BEGIN {printf "%.3f", c / b}')
-    bare+=("$b") layered+=("$c") ratios+=("$r")
-    printf 'pair %2d: bare %10.0f req/s   chest %10.0f req/s   ratio %s\n' "$i" "$b" "$c" "$r"
+    bare+=("$b") layered+=("$c") ratios+=("$r") bare_cpu+=("$bc") layered_cpu+=("$cc")
+    printf 'pair %2d: bare %10.0f req/s %6.2f µs CPU   chest %10.0f req/s %6.2f µs CPU   ratio %s\n' \
+      "$i" "$b" "$bc" "$c" "$cc" "$r"
   done
 }
 
@@ -72,6 +91,9 @@ bench_report() {
   echo "median bare req/s:  $mb"
   echo "median chest req/s: $mc"
   echo "per-pair ratio: median $(median "${ratios[@]}"), min $(printf '%s\n' "${ratios[@]}" | sort -g | head -n1), max $(printf '%s\n' "${ratios[@]}" | sort -g | tail -n1)"
+  local cb cc
+  cb=$(median "${bare_cpu[@]}") cc=$(median "${layered_cpu[@]}")
+  echo "server CPU per request, median: bare $cb µs, chest $cc µs (cpu_ratio=$(awk -v c="$cc" -v b="$cb" 'BEGIN {printf "%.3f", b / c}'): the req/s ratio if CPU were all that bounds it)"
   [ $# -eq 0 ] || printf '%s\n' "$@"
   awk -v c="$mc" -v b="$mb" 'BEGIN {printf "overhead_ratio=%.3f\n", c / b}'
 }
