@@ -5,12 +5,16 @@
 #![cfg(any(feature = "mysql", feature = "postgres"))]
 
 mod common;
+// Only `Admin` and `unique_table` are used here; the scenarios are the server tests'.
+#[allow(unused_imports, unused_macros)]
+mod sql_servers;
 
 use std::collections::BTreeSet;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use chest::{Chest, Record};
+use sql_servers::{unique_table, Admin};
 
 /// This process's TCP sockets whose peer has port `port`: (descriptor, TCP_NODELAY).
 fn sockets_to(port: u16) -> BTreeSet<(RawFd, bool)> {
@@ -65,42 +69,28 @@ async fn check<C: Chest>(url: &str, build: impl AsyncFnOnce(&str) -> C) {
     );
 }
 
-/// Runs `sql` (a `DROP TABLE` of this test's own table name).
-async fn drop_table<'p, DB: sqlx::Database>(pool: &'p sqlx::Pool<DB>, sql: &str)
-where
-    &'p sqlx::Pool<DB>: sqlx::Executor<'p, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_connections_have_nagle_off() {
     #[cfg(feature = "postgres")]
     if let Some(url) = common::service_url("CHEST_TEST_POSTGRES_URL") {
         use chest::chests::postgres::PostgresChest;
-        let table = format!("t_nodelay_{}", std::process::id());
+        let table = unique_table("nodelay");
         check(&url, async |url: &str| {
             let chest = PostgresChest::builder(url).table(&table).max_connections(3);
             chest.build().await.unwrap()
         })
         .await;
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        drop_table(&pool, &format!("DROP TABLE \"{table}\"")).await;
+        Admin::postgres(&url).await.drop_table(&table).await;
     }
     #[cfg(feature = "mysql")]
     if let Some(url) = common::service_url("CHEST_TEST_MYSQL_URL") {
         use chest::chests::mysql::MySqlChest;
-        let table = format!("t_nodelay_{}", std::process::id());
+        let table = unique_table("nodelay");
         check(&url, async |url: &str| {
             let chest = MySqlChest::builder(url).table(&table).max_connections(3);
             chest.build().await.unwrap()
         })
         .await;
-        let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
-        drop_table(&pool, &format!("DROP TABLE `{table}`")).await;
+        Admin::mysql(&url).await.drop_table(&table).await;
     }
 }
