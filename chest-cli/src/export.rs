@@ -1,9 +1,9 @@
 //! `chest export`: Flask-Chest's exporter, without its data loss.
 //!
-//! Reads a SQLite chest's rows in `unique_id` order and writes them to any chest URL in batches.
-//! After the target acknowledges a batch, one SQLite transaction moves the checkpoint (a row per
-//! target in the `chest_export_checkpoint` table of the source database) and, with `--delete`,
-//! removes exactly the rows of that batch. So an interrupted export resumes after the last
+//! Reads a chest's rows (SQLite, MySQL/MariaDB or PostgreSQL) in `unique_id` order and writes
+//! them to any chest URL in batches. After the target acknowledges a batch, one transaction on
+//! the source moves the checkpoint (a row per target in the `chest_export_checkpoint` table beside
+//! the source table) and, with `--delete`, removes exactly the rows of that batch. So an interrupted export resumes after the last
 //! acknowledged batch: no gaps, and no duplicates unless the process dies between the target's
 //! acknowledgement and that commit (then the one batch is sent again; InfluxDB and
 //! VictoriaMetrics overwrite identical points).
@@ -13,18 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chest::chests::sqlite::{SqliteChestBuilder, SqliteReader};
-use chest::read::Filter;
+use chest::read::{Filter, Reader};
 use chest::{Chest, ChestError, Record};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::CliError;
 
 /// Options of `chest export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The SQLite chest to read: `sqlite://PATH[?table=T]`.
+    /// The chest to read: `sqlite://PATH[?table=T]`, `mysql://…` or `postgres://…`.
     #[arg(long)]
     from: String,
     /// The chest to write, as a URL (`influxdb://…`, `influxdb1://…`, `http(s)://…`,
@@ -52,80 +50,14 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
         .block_on(export(args))
 }
 
-/// The checkpoint and deletions, on a read-write connection to the source.
-struct Checkpoint {
-    conn: Connection,
-    table: String,
-    target: String,
-}
-
-impl Checkpoint {
-    fn open(source: &SqliteChestBuilder, target: &str) -> Result<Self, CliError> {
-        let conn = Connection::open(source.path())?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS chest_export_checkpoint (
-                 source_table TEXT NOT NULL, target TEXT NOT NULL, last_id INTEGER NOT NULL,
-                 updated_at TEXT NOT NULL, PRIMARY KEY (source_table, target))",
-        )?;
-        Ok(Checkpoint {
-            conn,
-            table: source.table_name().to_owned(),
-            target: target.to_owned(),
-        })
-    }
-
-    fn last_id(&self) -> Result<i64, CliError> {
-        let id = self
-            .conn
-            .query_row(
-                "SELECT last_id FROM chest_export_checkpoint WHERE source_table = ?1 AND target = ?2",
-                params![self.table, self.target],
-                |row| row.get(0),
-            )
-            .optional()?;
-        Ok(id.unwrap_or(0))
-    }
-
-    fn remaining(&self, after: i64) -> Result<u64, CliError> {
-        // The table name was validated by `SqliteReader::open`.
-        let sql = format!(
-            "SELECT COUNT(*) FROM \"{}\" WHERE unique_id > ?1",
-            self.table
-        );
-        Ok(self.conn.query_row(&sql, [after], |row| row.get(0))?)
-    }
-
-    /// Moves the checkpoint to `to` and, when asked, deletes every row up to it (all acknowledged by
-    /// the target, including those of earlier runs without `--delete`), in one transaction.
-    fn advance(&mut self, to: i64, delete: bool) -> Result<(), CliError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO chest_export_checkpoint (source_table, target, last_id, updated_at)
-             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-             ON CONFLICT (source_table, target)
-             DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at",
-            params![self.table, self.target, to],
-        )?;
-        if delete {
-            let sql = format!("DELETE FROM \"{}\" WHERE unique_id <= ?1", self.table);
-            tx.execute(&sql, [to])?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-}
-
 async fn export(args: ExportArgs) -> Result<(), CliError> {
-    let source = SqliteChestBuilder::from_url(&args.from)?;
-    let reader = SqliteReader::open(source.path(), source.table_name())?;
+    let reader = Reader::open(&args.from).await?;
     let target = chest::open(&args.to).await?;
-    let mut checkpoint = Checkpoint::open(&source, target.name())?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(set_on_signal(stop.clone()));
 
-    let mut last = checkpoint.last_id()?;
-    let progress = Progress::new(checkpoint.remaining(last)?);
+    let mut last = reader.checkpoint(target.name()).await?;
+    let progress = Progress::new(reader.count_after(last).await?);
     tracing::info!(
         target: "chest::export",
         from = %args.from,
@@ -134,22 +66,24 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
         "export started"
     );
     while !stop.load(Ordering::Relaxed) {
-        let rows = reader.query(&Filter {
-            after_id: Some(last),
-            limit: Some(args.batch),
-            ..Filter::default()
-        })?;
+        let rows = reader
+            .query(&Filter {
+                after_id: Some(last),
+                limit: Some(args.batch),
+                ..Filter::default()
+            })
+            .await?;
         let Some(newest) = rows.last().map(|r| r.unique_id) else {
             if !args.follow {
                 break;
             }
             tokio::time::sleep(args.interval).await;
-            progress.grow(checkpoint.remaining(last)?);
+            progress.grow(reader.count_after(last).await?);
             continue;
         };
         let records: Vec<Record> = rows.into_iter().map(|r| r.record).collect();
         write_with_retries(&*target, &records, &stop).await?;
-        checkpoint.advance(newest, args.delete)?;
+        reader.advance(target.name(), newest, args.delete).await?;
         last = newest;
         progress.advance(records.len() as u64);
     }

@@ -53,11 +53,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "batch")]
 use std::time::Duration;
 
 use http::HeaderName;
 use serde::Deserialize;
 
+pub use crate::url::parse_duration;
 use crate::{Error, Recorder, Tracked};
 
 /// A pipeline's configuration, as read from TOML.
@@ -316,29 +318,6 @@ impl BatchConfig {
     }
 }
 
-/// Parses a duration written `250ms`, `5s` or `2m` (a bare number is seconds).
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(chest::config::parse_duration("250ms"), Ok(Duration::from_millis(250)));
-/// assert!(chest::config::parse_duration("5h").is_err());
-/// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        _ => Err(format!("unknown unit `{unit}` in `{text}`: use ms, s or m")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,13 +333,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("linger_ms"), "{err}");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("ms").is_err());
     }
 
     #[cfg(feature = "batch")]

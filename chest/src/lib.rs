@@ -52,7 +52,9 @@ pub mod read;
 mod record;
 mod recorder;
 pub mod request_id;
+mod stored;
 mod track;
+mod url;
 mod value;
 pub mod vars;
 

@@ -1,176 +1,13 @@
-//! Reading back what SQL chests stored: for the `chest` CLI, exports and tests. [`Reader`]
-//! opens a SQLite file or a MySQL/MariaDB or PostgreSQL table from a URL.
+//! Reading back what chests stored: for the `chest` CLI, exports and tests. [`Reader`] opens
+//! any chest whose backend can read back (SQLite, MySQL/MariaDB, PostgreSQL) from its URL.
 
-#[cfg(any(feature = "mysql", feature = "postgres"))]
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-#[cfg(any(feature = "mysql", feature = "postgres"))]
-use crate::chests::sqlx_common::{Settings, SqlxChest};
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
-use crate::open::{self, ChestUrl};
-use crate::record::{parse_utc_micros, time_from_micros};
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+pub use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, VarSummary};
+use crate::url::ChestUrl;
 use crate::Error;
-use crate::{Record, Value};
 
-/// A row of chest's table: its `unique_id` and the record it holds.
-///
-/// Serialises as the record's fields (see [`Record`]) plus `unique_id`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[non_exhaustive]
-pub struct StoredRecord {
-    /// The row's `unique_id` (insertion order).
-    pub unique_id: i64,
-    /// The record. Rows written by Flask-Chest (no method, route or time) get an empty method,
-    /// no route and the Unix epoch as time.
-    #[serde(flatten)]
-    pub record: Record,
-}
-
-/// The raw columns of one row, as every SQL backend reads them.
-#[derive(Debug, Clone, Default)]
-pub struct StoredRow {
-    /// `unique_id`.
-    pub unique_id: i64,
-    /// `request_id`.
-    pub request_id: String,
-    /// `name`.
-    pub name: String,
-    /// `value` (text form).
-    pub value: Option<String>,
-    /// `value_type`.
-    pub value_type: Option<String>,
-    /// `method`.
-    pub method: Option<String>,
-    /// `route`.
-    pub route: Option<String>,
-    /// `recorded_at`, as text.
-    pub recorded_at: Option<String>,
-}
-
-impl From<StoredRow> for StoredRecord {
-    fn from(row: StoredRow) -> Self {
-        let value = Value::from_stored(
-            row.value.as_deref().unwrap_or(""),
-            row.value_type.as_deref().unwrap_or("text"),
-        );
-        let micros = row.recorded_at.as_deref().and_then(parse_utc_micros);
-        StoredRecord {
-            unique_id: row.unique_id,
-            record: Record {
-                request_id: Arc::from(row.request_id),
-                name: Arc::from(row.name),
-                value,
-                method: Arc::from(row.method.unwrap_or_default()),
-                route: row.route.map(Arc::from),
-                time: time_from_micros(micros.unwrap_or(0)),
-            },
-        }
-    }
-}
-
-/// Which rows to read. The default reads every row in `unique_id` order.
-///
-/// ```
-/// let filter = chest::read::Filter {
-///     name: Some("response_time".into()),
-///     limit: Some(10),
-///     ..Default::default()
-/// };
-/// assert!(filter.request_id.is_none());
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only rows of this request.
-    pub request_id: Option<String>,
-    /// Only rows of this variable.
-    pub name: Option<String>,
-    /// Only rows with a `unique_id` greater than this (to resume a scan).
-    pub after_id: Option<i64>,
-    /// At most this many rows.
-    pub limit: Option<u64>,
-}
-
-/// Count and distribution of one variable's values.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[non_exhaustive]
-pub struct VarSummary {
-    /// The variable's name.
-    pub name: String,
-    /// How many rows it has.
-    pub count: u64,
-    /// How many of them have a numeric value (`value_num` not NULL).
-    pub numeric: u64,
-    /// Smallest numeric value.
-    pub min: Option<f64>,
-    /// Mean of the numeric values.
-    pub mean: Option<f64>,
-    /// Median (nearest rank).
-    pub p50: Option<f64>,
-    /// 95th percentile (nearest rank).
-    pub p95: Option<f64>,
-    /// 99th percentile (nearest rank).
-    pub p99: Option<f64>,
-    /// Largest numeric value.
-    pub max: Option<f64>,
-}
-
-impl VarSummary {
-    /// Summarises `count` rows of `name`, whose numeric values are `numbers`.
-    ///
-    /// ```
-    /// let s = chest::read::VarSummary::new("t", 5, vec![3.0, 1.0, 2.0, 4.0]);
-    /// assert_eq!((s.min, s.p50, s.max, s.mean), (Some(1.0), Some(2.0), Some(4.0), Some(2.5)));
-    /// assert_eq!(s.numeric, 4);
-    /// ```
-    pub fn new(name: impl Into<String>, count: u64, mut numbers: Vec<f64>) -> Self {
-        numbers.retain(|n| n.is_finite());
-        numbers.sort_by(f64::total_cmp);
-        let rank = |q: f64| -> Option<f64> {
-            let n = numbers.len();
-            // Nearest rank: the smallest value with at least q of the values at or below it.
-            (n > 0).then(|| numbers[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
-        };
-        let mean =
-            (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
-        VarSummary {
-            name: name.into(),
-            count,
-            numeric: numbers.len() as u64,
-            min: numbers.first().copied(),
-            mean,
-            p50: rank(0.50),
-            p95: rank(0.95),
-            p99: rank(0.99),
-            max: numbers.last().copied(),
-        }
-    }
-}
-
-/// Counts and numeric values of rows by variable, for [`VarSummary`]s in name order.
-#[cfg(any(feature = "mysql", feature = "postgres"))]
-#[derive(Default)]
-pub(crate) struct Tally(BTreeMap<String, (u64, Vec<f64>)>);
-
-#[cfg(any(feature = "mysql", feature = "postgres"))]
-impl Tally {
-    /// Counts a row of variable `name`, whose `value_num` is `number`.
-    pub fn add(&mut self, name: String, number: Option<f64>) {
-        let (count, numbers) = self.0.entry(name).or_default();
-        *count += 1;
-        numbers.extend(number);
-    }
-
-    /// One summary per variable, by name (byte order).
-    pub fn summaries(self) -> Vec<VarSummary> {
-        let summary = |(name, (count, numbers))| VarSummary::new(name, count, numbers);
-        self.0.into_iter().map(summary).collect()
-    }
-}
-
-/// Reads what a SQL chest stored, in a SQLite file or on a MySQL/MariaDB or PostgreSQL server:
-/// for the `chest` CLI, exports and tests. It changes nothing (and creates no table).
+/// Reads what a chest stored (a SQLite file, a MySQL/MariaDB or PostgreSQL table): for the
+/// `chest` CLI, exports and tests. Reading changes nothing (and creates no table); only the
+/// checkpoint methods of `chest export` write.
 ///
 /// ```no_run
 /// use chest::read::{Filter, Reader};
@@ -191,43 +28,10 @@ impl Tally {
 /// reader.close().await;
 /// # Ok(()) }
 /// ```
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
 pub struct Reader {
-    inner: Inner,
+    inner: Box<dyn ReadBack>,
 }
 
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
-enum Inner {
-    /// In a mutex so that a `Reader` is `Sync`, and its reads can be awaited in spawned tasks.
-    #[cfg(feature = "sqlite")]
-    Sqlite(std::sync::Mutex<crate::chests::sqlite::SqliteReader>),
-    #[cfg(feature = "mysql")]
-    MySql(SqlxChest<crate::chests::mysql::MySqlServer>),
-    #[cfg(feature = "postgres")]
-    Postgres(SqlxChest<crate::chests::postgres::PostgresServer>),
-}
-
-/// `$call` on the reader `$inner` holds, named `$reader`: as it is for SQLite (which reads on the
-/// calling thread), awaited for a server.
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
-macro_rules! read {
-    ($inner:expr, $reader:ident => $call:expr) => {
-        match $inner {
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(reader) => {
-                // A panic in another read leaves nothing half-done: the reader only reads.
-                let $reader = &*reader.lock().unwrap_or_else(|e| e.into_inner());
-                $call
-            }
-            #[cfg(feature = "mysql")]
-            Inner::MySql($reader) => $call.await,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres($reader) => $call.await,
-        }
-    };
-}
-
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
 impl Reader {
     /// Opens the table a URL names, and checks that it has chest's columns:
     ///
@@ -252,32 +56,17 @@ impl Reader {
     /// # Ok(()) }
     /// ```
     pub async fn open(url: &str) -> Result<Reader, Error> {
-        let parsed = ChestUrl::parse(url)?;
-        let inner = match parsed.scheme {
-            #[cfg(feature = "sqlite")]
-            "sqlite" => {
-                let source = open::sqlite_builder_of(url, &parsed)?;
-                let reader =
-                    crate::chests::sqlite::SqliteReader::open(source.path(), source.table_name())?;
-                Inner::Sqlite(reader.into())
-            }
-            #[cfg(feature = "mysql")]
-            "mysql" => {
-                Inner::MySql(SqlxChest::open_existing(server_settings(url, &parsed)?).await?)
-            }
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => {
-                Inner::Postgres(SqlxChest::open_existing(server_settings(url, &parsed)?).await?)
-            }
-            other => {
-                return Err(open::invalid(
-                    url,
-                    "scheme",
-                    format!("`{other}` cannot be read (is its cargo feature on?)"),
-                ))
-            }
+        let opening = {
+            let parsed = ChestUrl::parse(url)?;
+            let scheme = crate::chests::scheme(&parsed)?;
+            let read = scheme.read.ok_or_else(|| {
+                parsed.invalid("scheme", format!("`{}` cannot be read back", parsed.scheme))
+            })?;
+            read(&parsed)?
         };
-        Ok(Reader { inner })
+        Ok(Reader {
+            inner: opening.await?,
+        })
     }
 
     /// The rows that pass `filter`, in `unique_id` order. Request ids and names are compared
@@ -297,7 +86,7 @@ impl Reader {
     /// # Ok(()) }
     /// ```
     pub async fn query(&self, filter: &Filter) -> Result<Vec<StoredRecord>, Error> {
-        read!(&self.inner, reader => reader.query(filter))
+        self.inner.query(filter).await
     }
 
     /// Count and distribution of each variable (or only of `name`), by name.
@@ -310,7 +99,39 @@ impl Reader {
     /// # Ok(()) }
     /// ```
     pub async fn summaries(&self, name: Option<&str>) -> Result<Vec<VarSummary>, Error> {
-        read!(&self.inner, reader => reader.summaries(name))
+        self.inner.summaries(name).await
+    }
+
+    /// How many rows have a `unique_id` greater than `after_id`.
+    pub async fn count_after(&self, after_id: i64) -> Result<u64, Error> {
+        self.inner.count_after(after_id).await
+    }
+
+    /// The highest `unique_id` acknowledged for `consumer` by [`advance`](Self::advance), 0 when
+    /// none is (`chest export` names its consumer after its target). The first call makes the
+    /// checkpoint table (`chest_export_checkpoint`) beside the chest's table if it is missing.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), chest::Error> {
+    /// use chest::read::{Filter, Reader};
+    ///
+    /// let reader = Reader::open("sqlite://chest.db").await?;
+    /// let after = reader.checkpoint("my-exporter").await?;
+    /// let rows = reader.query(&Filter { after_id: Some(after), limit: Some(500), ..Default::default() }).await?;
+    /// // ... hand `rows` to their destination, then, once it acknowledged them:
+    /// if let Some(last) = rows.last() {
+    ///     reader.advance("my-exporter", last.unique_id, false).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn checkpoint(&self, consumer: &str) -> Result<i64, Error> {
+        self.inner.checkpoint(consumer).await
+    }
+
+    /// Moves `consumer`'s checkpoint to `to` and, with `delete`, deletes every row up to it, in
+    /// one transaction: call it only for rows their destination acknowledged.
+    pub async fn advance(&self, consumer: &str, to: i64, delete: bool) -> Result<(), Error> {
+        self.inner.advance(consumer, to, delete).await
     }
 
     /// Closes a server's connections (waiting for reads in progress). Reads after this fail.
@@ -323,14 +144,7 @@ impl Reader {
     /// # Ok(()) }
     /// ```
     pub async fn close(&self) {
-        match &self.inner {
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(_) => {}
-            #[cfg(feature = "mysql")]
-            Inner::MySql(reader) => reader.close().await,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(reader) => reader.close().await,
-        }
+        self.inner.close().await;
     }
 }
 
@@ -348,40 +162,28 @@ impl Reader {
 impl From<crate::chests::sqlite::SqliteReader> for Reader {
     fn from(reader: crate::chests::sqlite::SqliteReader) -> Self {
         Reader {
-            inner: Inner::Sqlite(reader.into()),
+            inner: reader.into_read_back(),
         }
     }
 }
 
-#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
-impl std::fmt::Debug for Reader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reader: &dyn std::fmt::Debug = match &self.inner {
-            #[cfg(feature = "sqlite")]
-            Inner::Sqlite(reader) => reader,
-            #[cfg(feature = "mysql")]
-            Inner::MySql(reader) => reader,
-            #[cfg(feature = "postgres")]
-            Inner::Postgres(reader) => reader,
-        };
-        f.debug_tuple("Reader").field(reader).finish()
+/// A reader of any backend that implements [`ReadBack`], one of your own included.
+impl From<Box<dyn ReadBack>> for Reader {
+    fn from(inner: Box<dyn ReadBack>) -> Self {
+        Reader { inner }
     }
 }
 
-/// The settings of a `mysql://` or `postgres://` URL: its table, and the rest for sqlx.
-#[cfg(any(feature = "mysql", feature = "postgres"))]
-fn server_settings(url: &str, parsed: &ChestUrl<'_>) -> Result<Settings, Error> {
-    let (sqlx_url, table) = open::sql_server_url(url, parsed)?;
-    let mut settings = Settings::new(&sqlx_url);
-    if let Some(table) = table {
-        settings.table = table;
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reader").field(&self.inner).finish()
     }
-    Ok(settings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Record, Value};
 
     #[test]
     fn percentiles_by_nearest_rank() {
@@ -424,7 +226,6 @@ mod tests {
     }
 
     /// A reader can be shared, and its reads awaited, by tasks on a multi-threaded runtime.
-    #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
     #[test]
     fn readers_are_send_and_sync() {
         fn send_sync<T: Send + Sync>() {}

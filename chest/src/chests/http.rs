@@ -75,7 +75,22 @@ use super::http_client::{
     client_setters, display_url, response_message, sensitive_header, shown_url, ClientSettings,
     HttpError, Secret,
 };
+use super::{Opening, Scheme};
+use crate::url::ChestUrl;
 use crate::{BoxError, BoxFuture, Chest, ChestError, Error, Record};
+
+/// The scheme table's row: an `http://` or `https://` URL is the endpoint itself (its query
+/// included), written with the default payload (a JSON array of records).
+pub(crate) const SCHEME: Scheme = Scheme {
+    names: &["http", "https"],
+    open: open_url,
+    read: None,
+};
+
+fn open_url(url: &ChestUrl<'_>) -> Result<Opening<Arc<dyn Chest>>, Error> {
+    let chest: Arc<dyn Chest> = Arc::new(HttpChest::builder(url.url).build()?);
+    Ok(Box::pin(async move { Ok(chest) }))
+}
 
 /// The body of a request: JSON, or bytes with their content type.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,23 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::{BoxFuture, Chest, ChestError, ErrorKind, Record};
+use super::{Opening, Scheme};
+use crate::url::ChestUrl;
+use crate::{BoxFuture, Chest, ChestError, Error, ErrorKind, Record};
+
+/// `memory://[NAME]`: a [`MemoryChest`] named NAME (default `memory`). It takes no parameter.
+pub(crate) const SCHEME: Scheme = Scheme {
+    names: &["memory"],
+    open: open_url,
+    read: None,
+};
+
+fn open_url(url: &ChestUrl<'_>) -> Result<Opening<Arc<dyn Chest>>, Error> {
+    url.check_all_used()?;
+    let name = Some(url.rest).filter(|n| !n.is_empty());
+    let chest: Arc<dyn Chest> = Arc::new(MemoryChest::named(name.unwrap_or("memory")));
+    Ok(Box::pin(async move { Ok(chest) }))
+}
 
 /// Keeps every record in memory. Clones share the same records, so keep a clone to read what a
 /// layer wrote. [`fail_with`](MemoryChest::fail_with) makes writes fail, to test error paths.

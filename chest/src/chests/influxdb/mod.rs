@@ -60,6 +60,9 @@
 //! ```
 
 mod line;
+mod url;
+
+pub(crate) use url::SCHEME;
 
 pub use line::{LineEncoder, LineError, Refusal};
 

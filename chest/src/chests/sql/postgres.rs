@@ -91,9 +91,9 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::{Arguments, ConnectOptions};
 
-use super::sql::{Dialect, Row};
-use super::sqlx_common::{self, Backend, Endpoint};
-use crate::read::StoredRow;
+use super::server::{self, Backend, Endpoint};
+use super::{Dialect, Row};
+use crate::stored::StoredRow;
 use crate::{BoxError, Error, ErrorKind, Record};
 
 /// The `value_type` of a text value stored escaped because it contains NUL (see the
@@ -103,7 +103,7 @@ pub const ESCAPED_TEXT_TYPE: &str = "text_escaped";
 /// PostgreSQL keeps identifiers up to 63 bytes (longer ones are silently cut).
 const LONGEST_IDENTIFIER: usize = 63;
 
-sqlx_common::sqlx_chest! {
+server::sqlx_chest! {
     /// A chest that writes to a PostgreSQL table through a connection pool. Clones share the pool.
     ///
     /// Written directly (the layer does this for each request, or a batched chest for each batch):
@@ -129,6 +129,7 @@ sqlx_common::sqlx_chest! {
           (e.g. `?sslmode=require`, `?application_name=my-app`; the default application name \
           is `chest`).",
     table: "It must match `[A-Za-z_][A-Za-z0-9_]{0,62}` (it is quoted, so case matters).",
+    schemes: ["postgres", "postgresql"],
 }
 
 /// Escapes text for a PostgreSQL text column: `\` as `\\`, NUL as `\0`. Undone by
@@ -262,7 +263,7 @@ impl Backend for PostgresServer {
         let mut times = Vec::with_capacity(records.len());
         for (index, record) in records.iter().enumerate() {
             rows.push(pg_row(record).map_err(|e| (index, e))?);
-            times.push(sqlx_common::utc_micros(record).map_err(|e| (index, e))?);
+            times.push(server::utc_micros(record).map_err(|e| (index, e))?);
         }
         let column =
             |value: for<'r> fn(&'r Row<'r>) -> &'r str| rows.iter().map(value).collect::<Vec<_>>();

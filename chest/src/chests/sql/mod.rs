@@ -1,5 +1,18 @@
-//! SQL shared by the SQL chests: the table's columns, identifier checks, DDL and multi-row
-//! inserts per dialect. A column is added here, once, for every SQL chest.
+//! The SQL chests and what they share: the table's columns, identifier checks, DDL, multi-row
+//! inserts and `chest export`'s checkpoint per dialect. A column is added here, once, for every
+//! SQL chest.
+//!
+//! - [`sqlite`]: the embedded default, through rusqlite;
+//! - [`mysql`] and [`postgres`]: servers, through the sqlx code in `server/`.
+
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub(crate) mod server;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use crate::Error;
 
@@ -44,12 +57,94 @@ pub enum Dialect {
     Postgres,
 }
 
+/// The table where `chest export` keeps, per source table and target, the highest `unique_id`
+/// the target acknowledged. It lives beside the source table.
+pub const CHECKPOINT_TABLE: &str = "chest_export_checkpoint";
+
 impl Dialect {
-    fn quote(self, ident: &str) -> String {
+    /// `ident` (a validated identifier) quoted.
+    pub fn quote(self, ident: &str) -> String {
         match self {
             Dialect::MySql => format!("`{ident}`"),
             Dialect::Sqlite | Dialect::Postgres => format!("\"{ident}\""),
         }
+    }
+
+    /// The `n`th (from 1) bound parameter of a statement.
+    pub fn parameter(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::MySql => "?".to_owned(),
+        }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of [`CHECKPOINT_TABLE`]. Its keys compare byte for byte.
+    pub fn create_checkpoint_table(self) -> String {
+        let (text, time, tail) = match self {
+            Dialect::Sqlite => ("TEXT", "TEXT", ""),
+            Dialect::MySql => (
+                "VARCHAR(255)",
+                "DATETIME(6)",
+                " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            ),
+            Dialect::Postgres => ("TEXT", "TIMESTAMPTZ", ""),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (source_table {text} NOT NULL, \
+             target {text} NOT NULL, last_id BIGINT NOT NULL, updated_at {time} NOT NULL, \
+             PRIMARY KEY (source_table, target)){tail}"
+        )
+    }
+
+    /// The checkpoint of (source table, target), bound in that order.
+    pub fn select_checkpoint(self) -> String {
+        format!(
+            "SELECT last_id FROM {CHECKPOINT_TABLE} WHERE source_table = {} AND target = {}",
+            self.parameter(1),
+            self.parameter(2)
+        )
+    }
+
+    /// Sets the checkpoint of (source table, target) to the last id, bound in that order.
+    pub fn upsert_checkpoint(self) -> String {
+        let (p1, p2, p3) = (self.parameter(1), self.parameter(2), self.parameter(3));
+        let insert = format!(
+            "INSERT INTO {CHECKPOINT_TABLE} (source_table, target, last_id, updated_at) VALUES \
+             ({p1}, {p2}, {p3}, "
+        );
+        match self {
+            Dialect::Sqlite => format!(
+                "{insert}strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (source_table, target) \
+                 DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at"
+            ),
+            Dialect::Postgres => format!(
+                "{insert}now()) ON CONFLICT (source_table, target) \
+                 DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at"
+            ),
+            Dialect::MySql => format!(
+                "{insert}UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE last_id = VALUES(last_id), \
+                 updated_at = VALUES(updated_at)"
+            ),
+        }
+    }
+
+    /// The number of rows of `table` after the `unique_id` bound.
+    pub fn count_after(self, table: &str) -> String {
+        format!(
+            "SELECT COUNT(*) FROM {} WHERE unique_id > {}",
+            self.quote(table),
+            self.parameter(1)
+        )
+    }
+
+    /// Deletes the rows of `table` up to the `unique_id` bound.
+    pub fn delete_through(self, table: &str) -> String {
+        format!(
+            "DELETE FROM {} WHERE unique_id <= {}",
+            self.quote(table),
+            self.parameter(1)
+        )
     }
 
     /// The SQL type of each of [`ALL_COLUMNS`].

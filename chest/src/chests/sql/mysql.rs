@@ -74,11 +74,11 @@ use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError};
 use sqlx::{Arguments, ConnectOptions};
 use time::PrimitiveDateTime;
 
-use super::sql::{Dialect, Row};
-use super::sqlx_common::{self, Backend, Endpoint};
+use super::server::{self, Backend, Endpoint};
+use super::{Dialect, Row};
 use crate::{BoxError, ErrorKind, Record};
 
-sqlx_common::sqlx_chest! {
+server::sqlx_chest! {
     /// A chest that writes to a MySQL or MariaDB table through a connection pool. Clones share the
     /// pool.
     ///
@@ -104,6 +104,7 @@ sqlx_common::sqlx_chest! {
     url: "`url`: `mysql://user:password@host:port/database`, with sqlx's options \
           (e.g. `?ssl-mode=required`).",
     table: "It must match `[A-Za-z_][A-Za-z0-9_]{0,63}`.",
+    schemes: ["mysql"],
 }
 
 /// MySQL and MariaDB as a [`Backend`].
@@ -153,7 +154,7 @@ const DUPLICATE_KEY_NAME: u16 = 1061;
 fn bind_row(args: &mut MySqlArguments, record: &Record) -> Result<(), BoxError> {
     let row = Row::from(record);
     // DATETIME has no time zone: it holds the UTC time.
-    let at = sqlx_common::utc_micros(record)?;
+    let at = server::utc_micros(record)?;
     args.add(row.request_id)?;
     args.add(row.name)?;
     args.add(&*row.value)?;

@@ -39,9 +39,36 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::sql::{self, Dialect};
-use crate::read::{Filter, StoredRecord, StoredRow, VarSummary};
+mod read;
+
+pub use read::SqliteReader;
+
+use super::{self as sql, Dialect};
+use crate::chests::{Opening, Scheme};
+use crate::stored::ReadBack;
+use crate::url::ChestUrl;
 use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
+
+/// `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path): written by a
+/// [`SqliteChest`], read back by a [`SqliteReader`].
+pub(crate) const SCHEME: Scheme = Scheme {
+    names: &["sqlite"],
+    open: open_url,
+    read: Some(read_url),
+};
+
+fn open_url(url: &ChestUrl<'_>) -> Result<Opening<Arc<dyn Chest>>, Error> {
+    let builder = SqliteChestBuilder::from_parsed(url)?;
+    Ok(Box::pin(async move {
+        Ok(Arc::new(builder.build()?) as Arc<dyn Chest>)
+    }))
+}
+
+fn read_url(url: &ChestUrl<'_>) -> Result<Opening<Box<dyn ReadBack>>, Error> {
+    let source = SqliteChestBuilder::from_parsed(url)?;
+    let reader = SqliteReader::open(source.path(), source.table_name())?;
+    Ok(Box::pin(async move { Ok(reader.into_read_back()) }))
+}
 
 /// Rows per prepared insert: 64 × 8 bound values, well under SQLite's limit of 32,766.
 const CHUNK_ROWS: usize = 64;
@@ -89,7 +116,23 @@ impl SqliteChestBuilder {
     /// Settings from a `sqlite://PATH[?table=T]` URL (`sqlite:///abs/path.db` for an absolute
     /// path), as [`chest::open`](crate::open) reads it.
     pub fn from_url(url: &str) -> Result<Self, Error> {
-        crate::open::sqlite_builder(url)
+        let parsed = ChestUrl::parse(url)?;
+        if parsed.scheme != "sqlite" {
+            return Err(parsed.invalid("scheme", "expected `sqlite://`".into()));
+        }
+        Self::from_parsed(&parsed)
+    }
+
+    fn from_parsed(url: &ChestUrl<'_>) -> Result<Self, Error> {
+        if url.rest.is_empty() {
+            return Err(url.invalid("path", "no database file given".into()));
+        }
+        let mut builder = SqliteChest::builder(url.rest);
+        if let Some(table) = url.param("table") {
+            builder = builder.table(table);
+        }
+        url.check_all_used()?;
+        Ok(builder)
     }
 
     /// The database file.
@@ -320,136 +363,6 @@ impl std::fmt::Debug for SqliteChest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteChest")
             .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads what a [`SqliteChest`] stored, without writing: for the `chest` CLI, exports and tests.
-///
-/// ```no_run
-/// use chest::chests::sqlite::SqliteReader;
-/// use chest::read::Filter;
-///
-/// # fn main() -> Result<(), chest::Error> {
-/// let reader = SqliteReader::open("chest.db", "chest")?;
-/// for row in reader.query(&Filter { limit: Some(10), ..Default::default() })? {
-///     println!("{} {} = {}", row.record.request_id, row.record.name, row.record.value);
-/// }
-/// # Ok(()) }
-/// ```
-pub struct SqliteReader {
-    conn: Connection,
-    table: String,
-    name: String,
-}
-
-impl SqliteReader {
-    /// Opens an existing database read-only and checks that `table` has chest's columns.
-    pub fn open(path: impl AsRef<Path>, table: &str) -> Result<Self, Error> {
-        let path = path.as_ref();
-        sql::validate_identifier(table)?;
-        let name = format!("sqlite:{}", path.display());
-        if !path.is_file() {
-            return Err(Error::backend(&name, "no such database file"));
-        }
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
-        let conn =
-            Connection::open_with_flags(path, flags).map_err(|e| Error::backend(&name, e))?;
-        let columns = table_columns(&conn, table).map_err(|e| Error::backend(&name, e))?;
-        if columns.is_empty() {
-            return Err(Error::backend(&name, format!("no table `{table}`")));
-        }
-        sql::check_columns(table, &columns)?;
-        Ok(SqliteReader {
-            conn,
-            table: table.to_owned(),
-            name,
-        })
-    }
-
-    /// The rows that pass `filter`, in `unique_id` order.
-    pub fn query(&self, filter: &Filter) -> Result<Vec<StoredRecord>, Error> {
-        let mut sql = format!(
-            "SELECT unique_id, request_id, name, value, value_type, method, route, recorded_at \
-             FROM \"{}\" WHERE 1=1",
-            self.table
-        );
-        let mut params: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(id) = &filter.request_id {
-            sql.push_str(" AND request_id = ?");
-            params.push(id.clone().into());
-        }
-        if let Some(name) = &filter.name {
-            sql.push_str(" AND name = ?");
-            params.push(name.clone().into());
-        }
-        if let Some(after) = filter.after_id {
-            sql.push_str(" AND unique_id > ?");
-            params.push(after.into());
-        }
-        sql.push_str(" ORDER BY unique_id");
-        if let Some(limit) = filter.limit {
-            sql.push_str(" LIMIT ?");
-            params.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        }
-        let read = || -> rusqlite::Result<Vec<StoredRecord>> {
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
-                Ok(StoredRecord::from(StoredRow {
-                    unique_id: row.get(0)?,
-                    request_id: row.get(1)?,
-                    name: row.get(2)?,
-                    value: row.get(3)?,
-                    value_type: row.get(4)?,
-                    method: row.get(5)?,
-                    route: row.get(6)?,
-                    recorded_at: row.get(7)?,
-                }))
-            })?;
-            rows.collect()
-        };
-        read().map_err(|e| Error::backend(&self.name, e))
-    }
-
-    /// Count and distribution of each variable (or only of `name`), by name.
-    pub fn summaries(&self, name: Option<&str>) -> Result<Vec<VarSummary>, Error> {
-        let sql = format!(
-            "SELECT name, value_num FROM \"{}\" WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
-            self.table
-        );
-        let read = || -> rusqlite::Result<Vec<VarSummary>> {
-            let mut stmt = self.conn.prepare(&sql)?;
-            let mut rows = stmt.query([name])?;
-            let mut out = Vec::new();
-            let mut current: Option<(String, u64, Vec<f64>)> = None;
-            while let Some(row) = rows.next()? {
-                let row_name: String = row.get(0)?;
-                let number: Option<f64> = row.get(1)?;
-                match &mut current {
-                    Some((n, count, numbers)) if *n == row_name => {
-                        *count += 1;
-                        numbers.extend(number);
-                    }
-                    _ => {
-                        if let Some((n, count, numbers)) = current.take() {
-                            out.push(VarSummary::new(n, count, numbers));
-                        }
-                        current = Some((row_name, 1, number.into_iter().collect()));
-                    }
-                }
-            }
-            out.extend(current.map(|(n, count, numbers)| VarSummary::new(n, count, numbers)));
-            Ok(out)
-        };
-        read().map_err(|e| Error::backend(&self.name, e))
-    }
-}
-
-impl std::fmt::Debug for SqliteReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteReader")
-            .field("name", &self.name)
-            .field("table", &self.table)
             .finish_non_exhaustive()
     }
 }

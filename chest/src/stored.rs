@@ -1,0 +1,204 @@
+//! What chest's tables hold, as read back, and the trait of every backend that can read its
+//! records back ([`ReadBack`]). A leaf: it knows no backend; [`Reader`](crate::read::Reader)
+//! finds the backend of a URL in the scheme table and wraps its `ReadBack`.
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::record::{parse_utc_micros, time_from_micros};
+use crate::{BoxFuture, Error, Record, Value};
+
+/// A row of chest's table: its `unique_id` and the record it holds.
+///
+/// Serialises as the record's fields (see [`Record`]) plus `unique_id`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct StoredRecord {
+    /// The row's `unique_id` (insertion order).
+    pub unique_id: i64,
+    /// The record. Rows written by Flask-Chest (no method, route or time) get an empty method,
+    /// no route and the Unix epoch as time.
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// The raw columns of one row, as every SQL backend reads them.
+#[derive(Debug, Clone, Default)]
+pub struct StoredRow {
+    /// `unique_id`.
+    pub unique_id: i64,
+    /// `request_id`.
+    pub request_id: String,
+    /// `name`.
+    pub name: String,
+    /// `value` (text form).
+    pub value: Option<String>,
+    /// `value_type`.
+    pub value_type: Option<String>,
+    /// `method`.
+    pub method: Option<String>,
+    /// `route`.
+    pub route: Option<String>,
+    /// `recorded_at`, as text.
+    pub recorded_at: Option<String>,
+}
+
+impl From<StoredRow> for StoredRecord {
+    fn from(row: StoredRow) -> Self {
+        let value = Value::from_stored(
+            row.value.as_deref().unwrap_or(""),
+            row.value_type.as_deref().unwrap_or("text"),
+        );
+        let micros = row.recorded_at.as_deref().and_then(parse_utc_micros);
+        StoredRecord {
+            unique_id: row.unique_id,
+            record: Record {
+                request_id: Arc::from(row.request_id),
+                name: Arc::from(row.name),
+                value,
+                method: Arc::from(row.method.unwrap_or_default()),
+                route: row.route.map(Arc::from),
+                time: time_from_micros(micros.unwrap_or(0)),
+            },
+        }
+    }
+}
+
+/// Which rows to read. The default reads every row in `unique_id` order.
+///
+/// ```
+/// let filter = chest::read::Filter {
+///     name: Some("response_time".into()),
+///     limit: Some(10),
+///     ..Default::default()
+/// };
+/// assert!(filter.request_id.is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only rows of this request.
+    pub request_id: Option<String>,
+    /// Only rows of this variable.
+    pub name: Option<String>,
+    /// Only rows with a `unique_id` greater than this (to resume a scan).
+    pub after_id: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u64>,
+}
+
+/// Count and distribution of one variable's values.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct VarSummary {
+    /// The variable's name.
+    pub name: String,
+    /// How many rows it has.
+    pub count: u64,
+    /// How many of them have a numeric value (`value_num` not NULL).
+    pub numeric: u64,
+    /// Smallest numeric value.
+    pub min: Option<f64>,
+    /// Mean of the numeric values.
+    pub mean: Option<f64>,
+    /// Median (nearest rank).
+    pub p50: Option<f64>,
+    /// 95th percentile (nearest rank).
+    pub p95: Option<f64>,
+    /// 99th percentile (nearest rank).
+    pub p99: Option<f64>,
+    /// Largest numeric value.
+    pub max: Option<f64>,
+}
+
+impl VarSummary {
+    /// Summarises `count` rows of `name`, whose numeric values are `numbers`.
+    ///
+    /// ```
+    /// let s = chest::read::VarSummary::new("t", 5, vec![3.0, 1.0, 2.0, 4.0]);
+    /// assert_eq!((s.min, s.p50, s.max, s.mean), (Some(1.0), Some(2.0), Some(4.0), Some(2.5)));
+    /// assert_eq!(s.numeric, 4);
+    /// ```
+    pub fn new(name: impl Into<String>, count: u64, mut numbers: Vec<f64>) -> Self {
+        numbers.retain(|n| n.is_finite());
+        numbers.sort_by(f64::total_cmp);
+        let rank = |q: f64| -> Option<f64> {
+            let n = numbers.len();
+            // Nearest rank: the smallest value with at least q of the values at or below it.
+            (n > 0).then(|| numbers[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
+        };
+        let mean =
+            (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
+        VarSummary {
+            name: name.into(),
+            count,
+            numeric: numbers.len() as u64,
+            min: numbers.first().copied(),
+            mean,
+            p50: rank(0.50),
+            p95: rank(0.95),
+            p99: rank(0.99),
+            max: numbers.last().copied(),
+        }
+    }
+}
+
+/// Counts and numeric values of rows by variable, for [`VarSummary`]s in name order.
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+#[derive(Default)]
+pub(crate) struct Tally(BTreeMap<String, (u64, Vec<f64>)>);
+
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+impl Tally {
+    /// Counts a row of variable `name`, whose `value_num` is `number`.
+    pub fn add(&mut self, name: String, number: Option<f64>) {
+        let (count, numbers) = self.0.entry(name).or_default();
+        *count += 1;
+        numbers.extend(number);
+    }
+
+    /// One summary per variable, by name (byte order).
+    pub fn summaries(self) -> Vec<VarSummary> {
+        let summary = |(name, (count, numbers))| VarSummary::new(name, count, numbers);
+        self.0.into_iter().map(summary).collect()
+    }
+}
+
+/// The read half of a backend: what [`Reader`](crate::read::Reader) and `chest export` ask of it.
+///
+/// A backend that can read back what it stored implements it and names its opener in its row of
+/// the scheme table (see "Adding a chest" in the crate docs). The trait is object-safe; every
+/// method returns a boxed `Send` future, so a reader can be shared by tasks.
+///
+/// The checkpoint methods serve `chest export`: a *consumer* (the export's target name) keeps the
+/// highest `unique_id` it has had acknowledged, and moves it (optionally deleting the rows up to
+/// it) in one transaction. Reading never changes the table; the checkpoint methods change only
+/// the checkpoint table and, with `delete`, the acknowledged rows.
+pub trait ReadBack: Send + Sync + std::fmt::Debug {
+    /// The rows that pass `filter`, in `unique_id` order; request ids and names compared exactly.
+    fn query<'a>(&'a self, filter: &'a Filter) -> BoxFuture<'a, Result<Vec<StoredRecord>, Error>>;
+
+    /// Count and distribution of each variable (or only of `name`), by name.
+    fn summaries<'a>(
+        &'a self,
+        name: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<VarSummary>, Error>>;
+
+    /// How many rows have a `unique_id` greater than `after_id`.
+    fn count_after(&self, after_id: i64) -> BoxFuture<'_, Result<u64, Error>>;
+
+    /// The highest `unique_id` acknowledged for `consumer` (0 when it has none yet).
+    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<i64, Error>>;
+
+    /// Moves `consumer`'s checkpoint to `to` and, with `delete`, deletes every row up to it (all
+    /// acknowledged), in one transaction.
+    fn advance<'a>(
+        &'a self,
+        consumer: &'a str,
+        to: i64,
+        delete: bool,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Closes the backend's connections (waiting for reads in progress). Reads after this fail.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
