@@ -75,7 +75,7 @@ use super::http_client::{
     client_setters, display_url, response_message, sensitive_header, shown_url, ClientSettings,
     HttpError, Secret,
 };
-use super::{Opening, Scheme};
+use super::scheme::{Opening, Scheme};
 use crate::url::ChestUrl;
 use crate::{BoxError, BoxFuture, Chest, ChestError, Error, Record};
 

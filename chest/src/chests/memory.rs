@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Opening, Scheme};
+use super::scheme::{Opening, Scheme};
 use crate::url::ChestUrl;
 use crate::{BoxFuture, Chest, ChestError, Error, ErrorKind, Record};
 

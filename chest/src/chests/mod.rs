@@ -3,13 +3,12 @@
 //! look up.
 //!
 //! Each backend owns its URL grammar: its module parses its own schemes' URLs and makes the
-//! [`Scheme`] row listed in [`SCHEMES`]. Nothing else in the crate knows a backend's URL.
+//! [`Scheme`] row listed in [`SCHEMES`]. Nothing else in the crate knows a backend's URL, and a
+//! backend knows only the row's type (in `scheme.rs`), not this table.
 
-use std::sync::Arc;
-
-use crate::stored::ReadBack;
 use crate::url::ChestUrl;
-use crate::{BoxFuture, Chest, Error};
+use crate::Error;
+use scheme::Scheme;
 
 #[cfg(feature = "http")]
 pub mod http;
@@ -20,6 +19,7 @@ pub mod influxdb;
 pub mod memory;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+pub(crate) mod scheme;
 #[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
 pub(crate) mod sql;
 
@@ -29,23 +29,6 @@ pub use sql::mysql;
 pub use sql::postgres;
 #[cfg(feature = "sqlite")]
 pub use sql::sqlite;
-
-/// What an opener returns once the URL is understood: the connection (or preparation) still to
-/// await. The URL is parsed before any I/O, so a bad URL fails at once.
-pub(crate) type Opening<T> = BoxFuture<'static, Result<T, Error>>;
-
-/// Opens what a URL describes, or says at once why the URL cannot be used.
-pub(crate) type Opener<T> = fn(&ChestUrl<'_>) -> Result<Opening<T>, Error>;
-
-/// One backend's row in the scheme table.
-pub(crate) struct Scheme {
-    /// The URL schemes it answers to (`postgres` and `postgresql`, say).
-    pub names: &'static [&'static str],
-    /// Opens a chest from a URL of one of those schemes.
-    pub open: Opener<Arc<dyn Chest>>,
-    /// Opens a reader of what the chest stored, for backends that can read back.
-    pub read: Option<Opener<Box<dyn ReadBack>>>,
-}
 
 /// Every backend compiled in: one row each.
 pub(crate) const SCHEMES: &[Scheme] = &[
@@ -57,7 +40,7 @@ pub(crate) const SCHEMES: &[Scheme] = &[
     #[cfg(feature = "postgres")]
     postgres::SCHEME,
     #[cfg(feature = "influxdb")]
-    influxdb::SCHEME,
+    influxdb::url::SCHEME,
     #[cfg(feature = "http")]
     http::SCHEME,
 ];

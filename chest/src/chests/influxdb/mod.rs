@@ -60,9 +60,7 @@
 //! ```
 
 mod line;
-mod url;
-
-pub(crate) use url::SCHEME;
+pub(crate) mod url;
 
 pub use line::{LineEncoder, LineError, Refusal};
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{InfluxDbChest, InfluxDbChestBuilder};
-use crate::chests::{Opening, Scheme};
+use crate::chests::scheme::{Opening, Scheme};
 use crate::url::ChestUrl;
 use crate::{Chest, Error};
 

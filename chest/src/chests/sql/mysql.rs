@@ -78,7 +78,7 @@ use super::server::{self, Backend, Endpoint};
 use super::{Dialect, Row};
 use crate::{BoxError, ErrorKind, Record};
 
-server::sqlx_chest! {
+server::public::sqlx_chest! {
     /// A chest that writes to a MySQL or MariaDB table through a connection pool. Clones share the
     /// pool.
     ///

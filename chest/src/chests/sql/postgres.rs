@@ -103,7 +103,7 @@ pub const ESCAPED_TEXT_TYPE: &str = "text_escaped";
 /// PostgreSQL keeps identifiers up to 63 bytes (longer ones are silently cut).
 const LONGEST_IDENTIFIER: usize = 63;
 
-server::sqlx_chest! {
+server::public::sqlx_chest! {
     /// A chest that writes to a PostgreSQL table through a connection pool. Clones share the pool.
     ///
     /// Written directly (the layer does this for each request, or a batched chest for each batch):

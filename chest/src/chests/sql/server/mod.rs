@@ -14,7 +14,7 @@
 
 mod errors;
 mod insert;
-mod public;
+pub(crate) mod public;
 mod read;
 mod settings;
 mod tcp_nodelay;
@@ -33,7 +33,6 @@ use tokio::sync::OnceCell;
 
 pub(crate) use self::insert::utc_micros;
 use self::insert::{statement_row_counts, statement_sizes, MAX_STATEMENT_BYTES};
-pub(crate) use self::public::sqlx_chest;
 pub(crate) use self::settings::{Secrets, Settings};
 use super::{self as sql, Dialect};
 use crate::stored::StoredRow;

@@ -14,7 +14,7 @@ macro_rules! sqlx_chest {
     ) => {
         /// The scheme table's row: URLs of these schemes open this chest (the `table` parameter
         /// is chest's, the others go to sqlx), and read its table back.
-        pub(crate) const SCHEME: $crate::chests::Scheme = $crate::chests::Scheme {
+        pub(crate) const SCHEME: $crate::chests::scheme::Scheme = $crate::chests::scheme::Scheme {
             names: &[$($scheme),+],
             open: |url| {
                 let builder = $builder {

@@ -41,10 +41,11 @@ use tokio::sync::oneshot;
 
 mod read;
 
+use read::table_columns;
 pub use read::SqliteReader;
 
 use super::{self as sql, Dialect};
-use crate::chests::{Opening, Scheme};
+use crate::chests::scheme::{Opening, Scheme};
 use crate::stored::ReadBack;
 use crate::url::ChestUrl;
 use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
@@ -220,13 +221,6 @@ fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, 
     }
     conn.execute_batch(&Dialect::Sqlite.create_index(table))?;
     Ok(conn)
-}
-
-/// The column names of `table` (validated), empty when it does not exist.
-pub(crate) fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
-    let names = stmt.query_map([], |row| row.get::<_, String>(1))?;
-    names.collect()
 }
 
 struct Writer {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{sql, table_columns, Dialect};
+use crate::chests::sql::{self, Dialect};
 use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary};
 use crate::{BoxFuture, Error};
 
@@ -235,6 +235,13 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.lock().fmt(f)
     }
+}
+
+/// The column names of `table` (validated), empty when it does not exist.
+pub(crate) fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{table}\")"))?;
+    let names = stmt.query_map([], |row| row.get::<_, String>(1))?;
+    names.collect()
 }
 
 impl std::fmt::Debug for SqliteReader {
