@@ -507,3 +507,100 @@ async fn demo_writes_to_a_postgres_url() {
         "transaction|int|POST|/api-endpoint\nresponse_time|float|POST|/api-endpoint\n"
     );
 }
+
+/// `chest export --from mysql://… / postgres://…`: the checkpoint is kept beside the source table
+/// (in `chest_export_checkpoint`), a second run sends nothing again, and `--delete` removes only
+/// what the target acknowledged.
+#[tokio::test]
+async fn export_reads_server_urls_and_resumes_from_their_checkpoint() {
+    use chest::chests::{mysql::MySqlChest, postgres::PostgresChest};
+    use chest::read::Reader;
+    use chest::{Chest, Record};
+
+    for (var, prefix) in [
+        ("CHEST_TEST_POSTGRES_URL", "export_pg"),
+        ("CHEST_TEST_MYSQL_URL", "export_my"),
+    ] {
+        let Some((url, table)) = server_table(var, prefix) else {
+            continue;
+        };
+        let source = format!("{url}?table={table}");
+        let writer: std::sync::Arc<dyn Chest> = if var.contains("POSTGRES") {
+            std::sync::Arc::new(
+                PostgresChest::builder(&url)
+                    .table(&table)
+                    .build()
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            std::sync::Arc::new(
+                MySqlChest::builder(&url)
+                    .table(&table)
+                    .build()
+                    .await
+                    .unwrap(),
+            )
+        };
+        let batch = |from: i64, to: i64| -> Vec<Record> {
+            (from..to)
+                .map(|i| Record::new(format!("req-{i}"), "n", i, "GET", Some("/x")))
+                .collect()
+        };
+        writer.write(&batch(0, 300)).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join("dst.db");
+        let target = format!("sqlite://{}", dst.display());
+        let export = |extra: &[&str]| {
+            let mut args = vec![
+                "export", "--from", &source, "--to", &target, "--batch", "64",
+            ];
+            args.extend_from_slice(extra);
+            let out = chest(&args);
+            succeeded(&out);
+        };
+        let copied = |sql: &str| -> i64 {
+            let conn = rusqlite::Connection::open(&dst).unwrap();
+            conn.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+
+        export(&[]);
+        assert_eq!(copied("SELECT COUNT(*) FROM chest"), 300, "{var}");
+        let exact = "SELECT COUNT(*) FROM chest WHERE request_id = 'req-' || value \
+                     AND value_num = CAST(value AS INTEGER) AND value_type = 'int'";
+        assert_eq!(copied(exact), 300, "{var}");
+        export(&[]);
+        assert_eq!(
+            copied("SELECT COUNT(*) FROM chest"),
+            300,
+            "{var}: sent again"
+        );
+
+        writer.write(&batch(300, 400)).await.unwrap();
+        export(&["--delete"]);
+        assert_eq!(copied("SELECT COUNT(*) FROM chest"), 400, "{var}");
+        assert_eq!(
+            copied("SELECT COUNT(DISTINCT request_id) FROM chest"),
+            400,
+            "{var}"
+        );
+        let reader = Reader::open(&source).await.unwrap();
+        assert_eq!(reader.count_after(0).await.unwrap(), 0, "{var}: deleted");
+        let consumer = chest::open(&target).await.unwrap().name().to_owned();
+        let checkpoint = reader.checkpoint(&consumer).await.unwrap();
+        assert!(checkpoint >= 400, "{var}: checkpoint {checkpoint}");
+        reader.close().await;
+
+        let cleanup = [
+            format!("DROP TABLE {table}"),
+            format!("DELETE FROM chest_export_checkpoint WHERE source_table = '{table}'"),
+        ];
+        for sql in cleanup {
+            if var.contains("POSTGRES") {
+                psql(&url, &sql);
+            } else {
+                mysql(&url, &sql);
+            }
+        }
+    }
+}

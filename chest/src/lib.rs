@@ -34,6 +34,31 @@
 //! ## Features
 //! - `axum` (default): [`layer::ChestLayer`] and the [`Vars`] extractor.
 //! - `sqlite` (default): [`chests::sqlite::SqliteChest`].
+//!
+//! ## Adding a chest
+//!
+//! A backend is one folder (or file) under `chest/src/chests/`, one row in the scheme table and
+//! one cargo feature. It knows the [`Chest`] trait and the crate's leaf modules (records, values,
+//! errors, URL helpers, stored rows), and nothing of delivery ([`Batched`] wraps any chest), the
+//! web adapters, the reader or the CLI; `scripts/module-graph` (run by CI) refuses an arrow from a
+//! backend to those, or an import circle. The files to touch:
+//!
+//! 1. `chest/src/chests/NAME/mod.rs` (split by job into more files of that folder as it grows):
+//!    - the chest type, implementing [`Chest`] (`name` never shows a secret; errors are
+//!      [`ChestError`]s, [`ErrorKind::Retryable`] only when a retry can help), and its builder;
+//!    - `pub(crate) const SCHEME: Scheme` (`chests/scheme.rs`): the URL schemes it answers to, and
+//!      an `open` function that parses its own URL with the crate's `ChestUrl` (`param`,
+//!      `secret_from_env` for `…_env` secrets, then `check_all_used`, so a misspelt parameter is an
+//!      error) before returning the future that connects;
+//!    - if it can read back what it wrote, a [`read::ReadBack`] implementation and `read: Some(…)`
+//!      in its row: [`read::Reader`], `chest query`, `chest stats` and `chest export --from` then
+//!      take its URLs.
+//! 2. `chest/src/chests/mod.rs`: `#[cfg(feature = "NAME")] pub mod NAME;` and its row in
+//!    `SCHEMES`. [`open()`], TOML [`config`], `chest demo --db` and `chest export --to` take its
+//!    URLs from there; add the URL to the table in [`open()`]'s docs.
+//! 3. `chest/Cargo.toml`: the feature `NAME = ["dep:…"]` and its optional dependencies.
+//! 4. `chest/tests/NAME.rs`: tests against the real server (start it from `scripts/services`),
+//!    reading back what was written from the server itself; and `CHANGELOG.md`.
 
 #![warn(missing_docs)]
 

@@ -3,7 +3,7 @@
 //! look up.
 //!
 //! Each backend owns its URL grammar: its module parses its own schemes' URLs and makes the
-//! [`Scheme`] row listed in [`SCHEMES`]. Nothing else in the crate knows a backend's URL, and a
+//! `Scheme` row listed in `SCHEMES`. Nothing else in the crate knows a backend's URL, and a
 //! backend knows only the row's type (in `scheme.rs`), not this table.
 
 use crate::url::ChestUrl;

@@ -10,7 +10,7 @@ use crate::chests::sql::{self, Dialect};
 use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary};
 use crate::{BoxFuture, Error};
 
-/// Reads what a [`SqliteChest`] stored, without writing: for the `chest` CLI, exports and tests.
+/// Reads what a [`SqliteChest`](super::SqliteChest) stored, without writing: for the `chest` CLI, exports and tests.
 ///
 /// ```no_run
 /// use chest::chests::sqlite::SqliteReader;
