@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Record;
+use crate::{BatchId, Record, Written};
 
 /// A boxed, `Send` future: what [`Chest::write`] returns, so the trait stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,6 +51,23 @@ pub trait Chest: Send + Sync + 'static {
     fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
         Box::pin(async move { self.write(&records).await })
     }
+
+    /// Writes one batch under its identity; [`Batched`](crate::batch::Batched) and `chest
+    /// export` write this way, and give a retried batch the same `id`.
+    ///
+    /// A chest that remembers the ids it stored (the SQL chests, in the same transaction as the
+    /// rows) answers [`Written::AlreadyStored`] for an id it has, and stores nothing: a write whose
+    /// acknowledgement was lost is then not stored twice when it is retried. Others pass the id
+    /// on (the HTTP chest as an `Idempotency-Key` header) or ignore it. The default lends the
+    /// records to [`write`](Chest::write) and answers [`Written::Stored`].
+    fn write_batch<'a>(
+        &'a self,
+        id: BatchId,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<Written, ChestError>> {
+        let _ = id;
+        Box::pin(async move { self.write(records).await.map(|()| Written::Stored) })
+    }
 }
 
 impl std::fmt::Debug for dyn Chest {
@@ -69,6 +86,13 @@ impl<C: Chest + ?Sized> Chest for Arc<C> {
     fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
         (**self).write_owned(records)
     }
+    fn write_batch<'a>(
+        &'a self,
+        id: BatchId,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<Written, ChestError>> {
+        (**self).write_batch(id, records)
+    }
 }
 
 impl<C: Chest + ?Sized> Chest for Box<C> {
@@ -80,6 +104,13 @@ impl<C: Chest + ?Sized> Chest for Box<C> {
     }
     fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
         (**self).write_owned(records)
+    }
+    fn write_batch<'a>(
+        &'a self,
+        id: BatchId,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<Written, ChestError>> {
+        (**self).write_batch(id, records)
     }
 }
 

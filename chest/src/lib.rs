@@ -66,6 +66,7 @@
 pub mod actix;
 #[cfg(feature = "batch")]
 pub mod batch;
+mod batch_id;
 mod chest;
 pub mod chests;
 pub mod config;
@@ -85,6 +86,7 @@ pub mod vars;
 
 #[cfg(feature = "batch")]
 pub use crate::batch::{Batched, Durability, OverflowPolicy, Stats};
+pub use crate::batch_id::{BatchId, ParseBatchIdError, Written};
 pub use crate::chest::{BoxError, BoxFuture, Chest, ChestError, ErrorKind};
 pub use crate::chests::memory::MemoryChest;
 pub use crate::error::{error_chain, Error};

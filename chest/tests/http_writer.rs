@@ -450,3 +450,25 @@ fn bad_settings_are_refused_when_building() {
     let e = refused(HttpChest::builder("http://127.0.0.1:9").proxy("socks", "http://127.0.0.1:1"));
     assert!(e.contains("unknown proxy scheme"), "{e}");
 }
+
+/// A batch carries its id as `Idempotency-Key`, the same (with the same body) on every attempt;
+/// a plain write carries none.
+#[tokio::test]
+async fn batches_carry_an_idempotency_key() {
+    let sink = Sink::start(|_| Reply::status(200)).await;
+    let chest = HttpChest::builder(format!("{}/ingest", sink.url))
+        .build()
+        .unwrap();
+    let id = chest::BatchId::new();
+    for _ in 0..2 {
+        let written = chest.write_batch(id, &records()).await.unwrap();
+        assert_eq!(written, chest::Written::Stored);
+    }
+    chest.write(&records()).await.unwrap();
+    let got = sink.received();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].header("idempotency-key"), id.to_string());
+    assert_eq!(got[1].header("idempotency-key"), id.to_string());
+    assert_eq!(got[0].body, got[1].body);
+    assert!(got[2].headers.get("idempotency-key").is_none());
+}

@@ -144,3 +144,9 @@ async fn killed_connections_under_batched_load_lose_nothing() {
     let Some(url) = url() else { return };
     sql_servers::killed_connections_under_load::<Postgres>(&url).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_stored_once() {
+    let Some(url) = url() else { return };
+    sql_servers::batches_are_stored_once::<Postgres>(&url, '"').await;
+}

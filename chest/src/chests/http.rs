@@ -31,6 +31,17 @@
 //! permanent (including a 2xx you did not list: the server took the request, sending it again
 //! could duplicate it).
 //!
+//! ## `Idempotency-Key`: storing each batch once
+//!
+//! A batch that [`Batched`](crate::batch::Batched) (or `chest export`) sends carries its
+//! [`BatchId`] as an `Idempotency-Key` header ([`IDEMPOTENCY_KEY`], the IETF httpapi draft's
+//! header): 32 lowercase hexadecimal digits, the same on every retry of that batch, after a
+//! restart too. A request whose answer is lost (a timeout, a cut connection) is sent again with
+//! the same key and the same body. A receiver that must not store a batch twice keeps the keys it
+//! stored (in the same transaction as the records, for at least a day; the keys sort by time, so
+//! old ones are cheap to drop) and answers a repeated key with a success status without storing
+//! it again. Writes made outside a batch (an inline chest of the layer) carry no key.
+//!
 //! ```no_run
 //! use chest::chests::http::{HttpChest, Payload};
 //! use serde_json::json;
@@ -77,7 +88,10 @@ use super::http_client::{
 };
 use super::scheme::{Opening, Scheme};
 use crate::url::ChestUrl;
-use crate::{BoxError, BoxFuture, Chest, ChestError, Error, Record};
+use crate::{BatchId, BoxError, BoxFuture, Chest, ChestError, Error, Record, Written};
+
+/// The header that carries a batch's id (the IETF httpapi draft's `Idempotency-Key`).
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The scheme table's row: an `http://` or `https://` URL is the endpoint itself (its query
 /// included), written with the default payload (a JSON array of records).
@@ -380,12 +394,16 @@ impl HttpChest {
         &self,
         content_type: HeaderValue,
         body: Vec<u8>,
+        batch: Option<BatchId>,
     ) -> Result<StatusCode, HttpError> {
         let mut request = self
             .client
             .post(self.url.clone())
             .headers(self.headers.clone())
             .body(body);
+        if let Some(id) = batch {
+            request = request.header(IDEMPOTENCY_KEY, id.to_string());
+        }
         if !self.headers.contains_key(CONTENT_TYPE) {
             request = request.header(CONTENT_TYPE, content_type);
         }
@@ -413,20 +431,38 @@ impl Chest for HttpChest {
     }
 
     fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        Box::pin(async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            let (content_type, body) = self
-                .payload(records)
-                .map_err(|e| ChestError::permanent(&*self.name, e))?;
-            let status = self
-                .post(content_type, body)
-                .await
-                .map_err(|e| e.into_chest_error(&self.name))?;
-            tracing::debug!(chest = %self.name, records = records.len(), status = status.as_u16(), "posted records");
-            Ok(())
-        })
+        Box::pin(async move { self.send(records, None).await.map(|_| ()) })
+    }
+
+    /// Sends the batch's id as the `Idempotency-Key` header: the same on every retry of the
+    /// batch, so the receiver can store each batch once (see the [module docs](self)).
+    fn write_batch<'a>(
+        &'a self,
+        id: BatchId,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<Written, ChestError>> {
+        Box::pin(self.send(records, Some(id)))
+    }
+}
+
+impl HttpChest {
+    async fn send(
+        &self,
+        records: &[Record],
+        batch: Option<BatchId>,
+    ) -> Result<Written, ChestError> {
+        if records.is_empty() {
+            return Ok(Written::Stored);
+        }
+        let (content_type, body) = self
+            .payload(records)
+            .map_err(|e| ChestError::permanent(&*self.name, e))?;
+        let status = self
+            .post(content_type, body, batch)
+            .await
+            .map_err(|e| e.into_chest_error(&self.name))?;
+        tracing::debug!(chest = %self.name, records = records.len(), status = status.as_u16(), "posted records");
+        Ok(Written::Stored)
     }
 }
 

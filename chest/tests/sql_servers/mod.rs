@@ -239,6 +239,22 @@ impl Admin {
         }
     }
 
+    /// The one integer `sql` selects.
+    pub async fn scalar(&self, sql: String) -> i64 {
+        match self {
+            #[cfg(feature = "mysql")]
+            Admin::MySql(pool) => sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            #[cfg(feature = "postgres")]
+            Admin::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        }
+    }
+
     /// The distinct request ids in `table`.
     pub async fn request_ids(&self, table: &str) -> Vec<String> {
         match self {
@@ -803,6 +819,62 @@ fn password_of(url: &str) -> Option<String> {
     let userinfo = rest.split('/').next()?.rsplit_once('@')?.0;
     let password = userinfo.split_once(':')?.1;
     (!password.is_empty()).then(|| password.to_owned())
+}
+
+/// `write_batch` stores a batch once: its id goes into `<table>_batches` in the same transaction,
+/// a second write of the id (sequential or concurrent) stores nothing, and what is deduplicated
+/// is the batch, never a request: another batch with the same request ids, and plain writes, are
+/// all stored. Flask-Chest's query keeps working on the table.
+pub async fn batches_are_stored_once<T: Target>(url: &str, quote: char) {
+    use chest::{BatchId, Written};
+
+    let table = unique_table("batches");
+    let chest = T::build(url, &table, 4).await.unwrap();
+    let admin = T::admin(url).await;
+    let records = records("same", 5, 2);
+    let first = BatchId::new();
+    assert_eq!(
+        chest.write_batch(first, &records).await.unwrap(),
+        Written::Stored
+    );
+    assert_eq!(
+        chest.write_batch(first, &records).await.unwrap(),
+        Written::AlreadyStored
+    );
+    assert_eq!(admin.counts(&table).await, (10, 10));
+    // A custom request-id generator may repeat ids: a different batch is still stored.
+    let second = BatchId::new();
+    assert_eq!(
+        chest.write_batch(second, &records).await.unwrap(),
+        Written::Stored
+    );
+    chest.write(&records).await.unwrap();
+    assert_eq!(admin.counts(&table).await, (30, 10));
+    // Two attempts of one batch at once: one stores it, the other waits for it and stores nothing.
+    let third = BatchId::new();
+    let (a, b) = tokio::join!(
+        chest.write_batch(third, &records),
+        chest.write_batch(third, &records)
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|w| *w == Written::Stored);
+    assert_eq!(outcomes, [Written::AlreadyStored, Written::Stored]);
+    assert_eq!(admin.counts(&table).await, (40, 10));
+    let q = |name: &str| format!("{quote}{name}{quote}");
+    let batches = format!("{table}_batches");
+    assert_eq!(
+        admin
+            .scalar(format!("SELECT COUNT(*) FROM {}", q(&batches)))
+            .await,
+        3
+    );
+    let flask = format!(
+        "SELECT COUNT(*) FROM (SELECT unique_id, request_id, name, value FROM {}) f",
+        q(&table)
+    );
+    assert_eq!(admin.scalar(flask).await, 40);
+    admin.execute(format!("DROP TABLE {}", q(&table))).await;
+    admin.execute(format!("DROP TABLE {}", q(&batches))).await;
 }
 
 /// An existing table without chest's columns is refused (by the chest and by the reader), naming

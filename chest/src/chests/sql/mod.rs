@@ -57,6 +57,14 @@ pub enum Dialect {
     Postgres,
 }
 
+/// How long a SQL chest remembers the id of a batch it stored: a retry of the batch within this
+/// time stores nothing twice. Longer than any retry budget, and than most outages a spool rides
+/// out; the ids of a day of batches take little room.
+pub const BATCH_ID_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How often a SQL chest deletes the batch ids older than [`BATCH_ID_RETENTION`].
+pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The table where `chest export` keeps, per source table and target, the highest `unique_id`
 /// the target acknowledged. It lives beside the source table.
 pub const CHECKPOINT_TABLE: &str = "chest_export_checkpoint";
@@ -205,22 +213,87 @@ impl Dialect {
         )
     }
 
-    /// The name of the index on `request_id`: `<table>_request_id`. MySQL (64) and PostgreSQL
-    /// (63, and index names share the schema's namespace with tables) limit identifiers, so for a
-    /// table name too long for that, the name is cut and a hash of the whole table name keeps it
-    /// unique.
+    /// The name of the index on `request_id`: `<table>_request_id` (see
+    /// [`derived_name`](Self::derived_name)).
     pub fn index_name(self, table: &str) -> String {
+        self.derived_name(table, "_request_id", "_rid")
+    }
+
+    /// The name of a table's companion (index or table): `<table><suffix>`. MySQL (64) and
+    /// PostgreSQL (63, and index names share the schema's namespace with tables) limit
+    /// identifiers, so for a table name too long for that, the name is cut and a hash of the whole
+    /// table name keeps it unique: `<first 40>_<hash><short>`.
+    fn derived_name(self, table: &str, suffix: &str, short: &str) -> String {
         const LONGEST: usize = 63;
-        const SUFFIX: &str = "_request_id";
-        if self == Dialect::Sqlite || table.len() + SUFFIX.len() <= LONGEST {
-            return format!("{table}{SUFFIX}");
+        if self == Dialect::Sqlite || table.len() + suffix.len() <= LONGEST {
+            return format!("{table}{suffix}");
         }
         // FNV-1a: small, stable across releases and platforms (the name is stored in databases).
         let hash = table.bytes().fold(0x811c_9dc5_u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         });
         // Validated table names are ASCII, so any byte index is a char boundary.
-        format!("{}_{hash:08x}_rid", &table[..40])
+        format!("{}_{hash:08x}{short}", &table[..40])
+    }
+
+    /// The table of the batch ids stored in `table` (see [`Chest::write_batch`](crate::Chest::write_batch)):
+    /// `<table>_batches`.
+    pub fn batches_table(self, table: &str) -> String {
+        self.derived_name(table, "_batches", "_bat")
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of `table`'s batch ids, with the index that prunes them by
+    /// age (inline for MySQL, which has no `CREATE INDEX IF NOT EXISTS`).
+    pub fn create_batches_table(self, table: &str) -> Vec<String> {
+        let batches = self.quote(&self.batches_table(table));
+        let index = self.quote(&self.derived_name(table, "_batches_at", "_bat_at"));
+        let columns = "NOT NULL PRIMARY KEY, written_at BIGINT NOT NULL";
+        match self {
+            Dialect::MySql => vec![format!(
+                "CREATE TABLE IF NOT EXISTS {batches} (batch_id CHAR(32) CHARACTER SET ascii \
+                 {columns}, INDEX {index} (written_at))"
+            )],
+            Dialect::Sqlite | Dialect::Postgres => {
+                let tail = if self == Dialect::Sqlite {
+                    " WITHOUT ROWID"
+                } else {
+                    ""
+                };
+                vec![
+                    format!("CREATE TABLE IF NOT EXISTS {batches} (batch_id TEXT {columns}){tail}"),
+                    format!("CREATE INDEX IF NOT EXISTS {index} ON {batches} (written_at)"),
+                ]
+            }
+        }
+    }
+
+    /// Records a batch id (bound first) and the Unix time in seconds (second) in `table`'s
+    /// batch ids, or nothing if the id is there: one row affected means the batch is new.
+    pub fn claim_batch(self, table: &str) -> String {
+        let batches = self.quote(&self.batches_table(table));
+        let (p1, p2) = (self.parameter(1), self.parameter(2));
+        match self {
+            Dialect::Sqlite => {
+                format!("INSERT OR IGNORE INTO {batches} (batch_id, written_at) VALUES ({p1}, {p2})")
+            }
+            Dialect::Postgres => format!(
+                "INSERT INTO {batches} (batch_id, written_at) VALUES ({p1}, {p2}) ON CONFLICT DO NOTHING"
+            ),
+            // Not `ON DUPLICATE KEY UPDATE`: sqlx connects with CLIENT_FOUND_ROWS, under which a
+            // no-op update counts as one row affected. The ignored errors can only be the key's.
+            Dialect::MySql => format!(
+                "INSERT IGNORE INTO {batches} (batch_id, written_at) VALUES ({p1}, {p2})"
+            ),
+        }
+    }
+
+    /// Forgets the batch ids written before the Unix time (in seconds) bound.
+    pub fn prune_batches(self, table: &str) -> String {
+        format!(
+            "DELETE FROM {} WHERE written_at < {}",
+            self.quote(&self.batches_table(table)),
+            self.parameter(1)
+        )
     }
 
     /// The index on `request_id`. MySQL has no `IF NOT EXISTS` here: its chest treats "duplicate
@@ -404,7 +477,11 @@ mod tests {
             // Two long names with the same first 40 characters get different indexes.
             let other = format!("{}u", "t".repeat(63));
             assert_ne!(name, dialect.index_name(&other));
+            let batches = dialect.batches_table(&long);
+            assert!(batches.len() <= 63 && batches != name, "{batches}");
+            assert_ne!(batches, dialect.batches_table(&other));
         }
+        assert_eq!(Dialect::Postgres.batches_table("chest"), "chest_batches");
         assert!(Dialect::MySql
             .create_index("t")
             .starts_with("CREATE INDEX `t_request_id` ON `t`"));

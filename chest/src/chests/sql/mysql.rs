@@ -223,6 +223,10 @@ impl Backend for MySqlServer {
         }
     }
 
+    fn rows_affected(result: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     fn index_exists(error: &dyn DatabaseError) -> bool {
         error_number(error) == Some(DUPLICATE_KEY_NAME)
     }

@@ -294,6 +294,10 @@ impl Backend for PostgresServer {
         }
     }
 
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     fn index_exists(error: &dyn DatabaseError) -> bool {
         // duplicate_table (the index name is taken), or unique_violation in the catalog when
         // two sessions create it at once.

@@ -36,7 +36,7 @@ use self::insert::{statement_row_counts, statement_sizes, MAX_STATEMENT_BYTES};
 pub(crate) use self::settings::{Secrets, Settings};
 use super::{self as sql, Dialect};
 use crate::stored::StoredRow;
-use crate::{BoxError, ChestError, Error, ErrorKind, Record};
+use crate::{BatchId, BoxError, ChestError, Error, ErrorKind, Record, Written};
 
 /// The connect options of a sqlx database.
 pub(crate) type Options<DB> = <<DB as Database>::Connection as Connection>::Options;
@@ -94,6 +94,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn database_error_kind(error: &dyn DatabaseError) -> ErrorKind;
     /// Whether this error says the index being created exists already.
     fn index_exists(error: &dyn DatabaseError) -> bool;
+    /// The rows a statement changed.
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
     /// Undoes what [`bind_rows`](Self::bind_rows) did to a value to store it.
     fn unescape(_row: &mut StoredRow) {}
 }
@@ -141,6 +143,8 @@ pub(crate) struct SqlxChest<B: Backend> {
     /// Set once the table exists with the right columns.
     limits: OnceCell<Limits>,
     secrets: Secrets,
+    /// When batch ids older than the retention were last deleted.
+    pruned_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl<B: Backend> SqlxChest<B>
@@ -150,6 +154,7 @@ where
     for<'r> (String,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
+    for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
 {
     /// Checks the settings and makes the pool without connecting: the table is prepared by the
     /// first write. Needs a Tokio runtime (the pool's maintenance task runs on it).
@@ -205,6 +210,7 @@ where
             inserts,
             limits: OnceCell::new(),
             secrets,
+            pruned_at: Default::default(),
         })
     }
 
@@ -235,10 +241,15 @@ where
         Ok(chest)
     }
 
-    /// Writes `records` in one transaction.
-    pub async fn write(&self, records: &[Record]) -> Result<(), ChestError> {
-        if records.is_empty() {
-            return Ok(());
+    /// Writes `records` in one transaction; with a batch id, the id too (in the batches table),
+    /// and nothing if the id is there already.
+    pub async fn write(
+        &self,
+        records: &[Record],
+        batch: Option<BatchId>,
+    ) -> Result<Written, ChestError> {
+        if records.is_empty() && batch.is_none() {
+            return Ok(Written::Stored);
         }
         let limits = match self.prepared().await {
             Ok(limits) => limits,
@@ -252,15 +263,52 @@ where
             Ok(tx) => tx,
             Err(e) => return Err(self.error(e).await),
         };
+        let now = unix_seconds();
+        if let Some(id) = batch {
+            let id = id.to_string();
+            let claim = sqlx::query(AssertSqlSafe(B::DIALECT.claim_batch(&self.table)))
+                .bind(id.as_str())
+                .bind(now);
+            match claim.execute(&mut *tx).await {
+                // Stored by an earlier attempt: the transaction rolls back when dropped. A
+                // concurrent attempt with the same id waits here for the first one's end.
+                Ok(result) if B::rows_affected(&result) == 0 => return Ok(Written::AlreadyStored),
+                Ok(_) => {}
+                Err(e) => return Err(self.error(e).await),
+            }
+        }
         for (sql, args) in statements {
             let insert = sqlx::query_with(AssertSqlSafe(sql), args);
             if let Err(e) = insert.execute(&mut *tx).await {
                 return Err(self.error(e).await);
             }
         }
-        match tx.commit().await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.error(e).await),
+        if let Err(e) = tx.commit().await {
+            return Err(self.error(e).await);
+        }
+        self.prune_batches(now).await;
+        Ok(Written::Stored)
+    }
+
+    /// Forgets batch ids older than [`sql::BATCH_ID_RETENTION`], at most every
+    /// [`sql::PRUNE_EVERY`]. Best effort: a failure is logged, and tried again next time.
+    async fn prune_batches(&self, now: i64) {
+        let due = {
+            let mut last = self.pruned_at.lock().unwrap_or_else(|e| e.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= sql::PRUNE_EVERY);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if !due {
+            return;
+        }
+        let before = now - sql::BATCH_ID_RETENTION.as_secs() as i64;
+        let prune = sqlx::query(AssertSqlSafe(B::DIALECT.prune_batches(&self.table))).bind(before);
+        if let Err(error) = prune.execute(&self.pool).await {
+            let error = self.secrets.redact(&error.to_string());
+            tracing::warn!(target: "chest", chest = %self.name, %error, "could not forget old batch ids");
         }
     }
 
@@ -338,6 +386,11 @@ where
         } else {
             sql::check_columns(&self.table, &columns).map_err(PrepareError::Schema)?;
         }
+        for create in B::DIALECT.create_batches_table(&self.table) {
+            sqlx::query(AssertSqlSafe(create))
+                .execute(&self.pool)
+                .await?;
+        }
         let index = B::DIALECT.create_index(&self.table);
         match sqlx::query(AssertSqlSafe(index)).execute(&self.pool).await {
             Ok(_) => {}
@@ -389,4 +442,11 @@ fn chest_name<B: Backend>(options: &Options<B::Db>) -> String {
         B::SCHEME,
         database.unwrap_or("")
     )
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -128,7 +128,17 @@ macro_rules! sqlx_chest {
                 &'a self,
                 records: &'a [$crate::Record],
             ) -> $crate::BoxFuture<'a, Result<(), $crate::ChestError>> {
-                Box::pin(self.inner.write(records))
+                Box::pin(async move { self.inner.write(records, None).await.map(|_| ()) })
+            }
+
+            /// Stores the batch's id in `<table>_batches` in the same transaction as its records
+            /// (ids are kept for 24 hours); a batch whose id is there is not stored again.
+            fn write_batch<'a>(
+                &'a self,
+                id: $crate::BatchId,
+                records: &'a [$crate::Record],
+            ) -> $crate::BoxFuture<'a, Result<$crate::Written, $crate::ChestError>> {
+                Box::pin(self.inner.write(records, Some(id)))
             }
         }
 

@@ -48,7 +48,7 @@ use super::{self as sql, Dialect};
 use crate::chests::scheme::{Opening, Scheme};
 use crate::stored::ReadBack;
 use crate::url::ChestUrl;
-use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
+use crate::{BatchId, BoxFuture, Chest, ChestError, Error, Record, Value, Written};
 
 /// `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path): written by a
 /// [`SqliteChest`], read back by a [`SqliteReader`].
@@ -86,7 +86,10 @@ pub struct SqliteChest {
 
 struct Job {
     records: Vec<Record>,
-    done: oneshot::Sender<rusqlite::Result<()>>,
+    /// The batch's identity, for a [`Chest::write_batch`]: stored in the same transaction as the
+    /// records, and a job whose id is there already stores nothing.
+    batch: Option<BatchId>,
+    done: oneshot::Sender<rusqlite::Result<Written>>,
 }
 
 /// Settings of a [`SqliteChest`].
@@ -172,6 +175,9 @@ impl SqliteChestBuilder {
             inserts: (0..=CHUNK_ROWS)
                 .map(|rows| Dialect::Sqlite.insert(&self.table, rows))
                 .collect(),
+            claim: Dialect::Sqlite.claim_batch(&self.table),
+            prune: Dialect::Sqlite.prune_batches(&self.table),
+            pruned_at: None,
         };
         std::thread::Builder::new()
             .name("chest-sqlite".into())
@@ -220,6 +226,9 @@ fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, 
         sql::check_columns(table, &columns).map_err(OpenError::Schema)?;
     }
     conn.execute_batch(&Dialect::Sqlite.create_index(table))?;
+    for create in Dialect::Sqlite.create_batches_table(table) {
+        conn.execute_batch(&create)?;
+    }
     Ok(conn)
 }
 
@@ -227,6 +236,12 @@ struct Writer {
     conn: Connection,
     /// `inserts[n]`: the insert statement for `n` rows.
     inserts: Vec<String>,
+    /// Records a batch id, unless it is there.
+    claim: String,
+    /// Forgets old batch ids.
+    prune: String,
+    /// When old batch ids were last forgotten.
+    pruned_at: Option<std::time::Instant>,
 }
 
 impl Writer {
@@ -250,31 +265,71 @@ impl Writer {
 
     fn commit_group(&mut self, group: Vec<Job>) {
         if group.len() > 1 {
-            let all: Vec<&Record> = group.iter().flat_map(|j| &j.records).collect();
-            if self.insert(&all).is_ok() {
-                for job in group {
-                    let _ = job.done.send(Ok(()));
+            if let Ok(outcomes) = self.commit(&group) {
+                for (job, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = job.done.send(Ok(outcome));
                 }
                 return;
             }
         }
         // Alone, so that one bad write fails only itself.
         for job in group {
-            let refs: Vec<&Record> = job.records.iter().collect();
-            let _ = job.done.send(self.insert(&refs));
+            let result = self.commit(std::slice::from_ref(&job)).map(|o| o[0]);
+            let _ = job.done.send(result);
         }
     }
 
-    fn insert(&mut self, records: &[&Record]) -> rusqlite::Result<()> {
+    /// Stores `jobs` in one transaction: each job's batch id (if it has one) and its records,
+    /// unless its id was stored before. What each job did, in order.
+    fn commit(&mut self, jobs: &[Job]) -> rusqlite::Result<Vec<Written>> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = unix_seconds(std::time::SystemTime::now());
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut records: Vec<&Record> =
+            Vec::with_capacity(jobs.iter().map(|j| j.records.len()).sum());
+        for job in jobs {
+            let fresh = match job.batch {
+                None => true,
+                Some(id) => {
+                    let mut claim = tx.prepare_cached(&self.claim)?;
+                    claim.execute(rusqlite::params![id.to_string(), now])? == 1
+                }
+            };
+            if fresh {
+                records.extend(&job.records);
+                outcomes.push(Written::Stored);
+            } else {
+                outcomes.push(Written::AlreadyStored);
+            }
+        }
+        Self::insert(&tx, &self.inserts, &records)?;
+        let prune_due = self
+            .pruned_at
+            .is_none_or(|at| at.elapsed() >= sql::PRUNE_EVERY);
+        if prune_due {
+            let before = now - sql::BATCH_ID_RETENTION.as_secs() as i64;
+            tx.execute(&self.prune, [before])?;
+        }
+        tx.commit()?;
+        if prune_due {
+            self.pruned_at = Some(std::time::Instant::now());
+        }
+        Ok(outcomes)
+    }
+
+    fn insert(
+        tx: &rusqlite::Transaction<'_>,
+        inserts: &[String],
+        records: &[&Record],
+    ) -> rusqlite::Result<()> {
         // The records of one request share one time: format it once.
         let mut time: Option<(std::time::SystemTime, String)> = None;
         // SQLite copies bound text, so one buffer serves every non-text value.
         let mut text = String::new();
         for chunk in records.chunks(CHUNK_ROWS) {
-            let mut stmt = tx.prepare_cached(&self.inserts[chunk.len()])?;
+            let mut stmt = tx.prepare_cached(&inserts[chunk.len()])?;
             let mut at = 1;
             for record in chunk {
                 let value: &str = match &record.value {
@@ -300,7 +355,15 @@ impl Writer {
             }
             stmt.raw_execute()?;
         }
-        tx.commit()
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch (negative before it).
+fn unix_seconds(at: std::time::SystemTime) -> i64 {
+    match at.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => after.as_secs() as i64,
+        Err(before) => -(before.duration().as_secs() as i64),
     }
 }
 
@@ -327,6 +390,29 @@ fn classify(chest: &str, error: rusqlite::Error) -> ChestError {
     }
 }
 
+impl SqliteChest {
+    /// Hands `records` to the writer thread and waits for its answer.
+    async fn submit(
+        &self,
+        records: Vec<Record>,
+        batch: Option<BatchId>,
+    ) -> Result<Written, ChestError> {
+        let (done, result) = oneshot::channel();
+        let job = Job {
+            records,
+            batch,
+            done,
+        };
+        let stopped = || ChestError::retryable(&*self.name, "the SQLite writer thread stopped");
+        self.jobs.send(job).map_err(|_| stopped())?;
+        match result.await {
+            Ok(Ok(written)) => Ok(written),
+            Ok(Err(e)) => Err(classify(&self.name, e)),
+            Err(_) => Err(stopped()),
+        }
+    }
+}
+
 impl Chest for SqliteChest {
     fn name(&self) -> &str {
         &self.name
@@ -337,19 +423,19 @@ impl Chest for SqliteChest {
             if records.is_empty() {
                 return Ok(());
             }
-            let (done, result) = oneshot::channel();
-            let job = Job {
-                records: records.to_vec(),
-                done,
-            };
-            let stopped = || ChestError::retryable(&*self.name, "the SQLite writer thread stopped");
-            self.jobs.send(job).map_err(|_| stopped())?;
-            match result.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&self.name, e)),
-                Err(_) => Err(stopped()),
-            }
+            self.submit(records.to_vec(), None).await.map(|_| ())
         })
+    }
+
+    /// Stores the batch's id in `<table>_batches` in the same transaction as its records (ids are
+    /// kept for 24 hours); a batch whose id is there is
+    /// not stored again.
+    fn write_batch<'a>(
+        &'a self,
+        id: BatchId,
+        records: &'a [Record],
+    ) -> BoxFuture<'a, Result<Written, ChestError>> {
+        Box::pin(self.submit(records.to_vec(), Some(id)))
     }
 }
 
@@ -358,5 +444,59 @@ impl std::fmt::Debug for SqliteChest {
         f.debug_struct("SqliteChest")
             .field("name", &self.name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(path: &Path, sql: &str) -> i64 {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A batch id is stored with the batch's rows; its second write stores nothing, also when it
+    /// shares a group commit with the first. Repeated request ids in other batches are stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.db");
+        let chest = SqliteChest::builder(&path).table("t").build().unwrap();
+        let records: Vec<Record> = (0..10)
+            .map(|i| Record::new("same-id", format!("v{i}"), i, "GET", None))
+            .collect();
+        let id = BatchId::new();
+        assert_eq!(
+            chest.write_batch(id, &records).await.unwrap(),
+            Written::Stored
+        );
+        assert_eq!(
+            chest.write_batch(id, &records).await.unwrap(),
+            Written::AlreadyStored
+        );
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM t"), 10);
+        // Many writes at once are committed in groups: each id still counts once.
+        let ids: Vec<BatchId> = (0..20).map(|_| BatchId::new()).collect();
+        let writes = ids
+            .iter()
+            .chain(&ids)
+            .map(|id| chest.write_batch(*id, &records));
+        let outcomes = futures_util::future::join_all(writes).await;
+        let stored = outcomes
+            .iter()
+            .filter(|o| *o.as_ref().unwrap() == Written::Stored)
+            .count();
+        assert_eq!(stored, 20);
+        chest.write(&records).await.unwrap();
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM t"), 220);
+        assert_eq!(count(&path, "SELECT COUNT(*) FROM t_batches"), 21);
+        assert_eq!(
+            count(
+                &path,
+                "SELECT COUNT(*) FROM (SELECT unique_id, request_id, name, value FROM t)"
+            ),
+            220
+        );
     }
 }
