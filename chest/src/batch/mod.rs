@@ -64,7 +64,8 @@
 //! A failed write is retried with exponential backoff and full jitter (a random wait up to
 //! `initial × 2^attempt`, capped at `max_backoff`), or after the chest's
 //! [`retry_after`](crate::ChestError::retry_after) when it gives one, until the batch's
-//! `retry_budget` is spent. Then the batch goes to the spool, the worker pauses for
+//! `retry_budget` is spent (the [`RetryPolicy`], see
+//! [`retry_policy`](BatchedBuilder::retry_policy)). Then the batch goes to the spool, the worker pauses for
 //! `max_backoff`, and retries the oldest spooled batch; once that succeeds the spool is
 //! replayed in order before newer records. A batch that fails permanently is split in two, again
 //! and again, until the bad records are alone: they go to the dead-letter file (JSON lines: the
@@ -102,8 +103,8 @@
 //! see [`Stats`] for the equation.
 
 mod deadletter;
+mod deliver;
 mod queue;
-mod retry;
 mod spool;
 mod stats;
 mod worker;
@@ -122,9 +123,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::queue::{Limits, Message, Offer, Queue};
-use self::retry::RetryPolicy;
 use self::worker::{SpoolSlot, Worker};
-use crate::{BoxFuture, Chest, ChestError, Error, Record};
+use crate::{BoxFuture, Chest, ChestError, Error, Record, RetryPolicy};
 
 /// What to do when memory (and the spool) are full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -263,7 +263,31 @@ impl BatchedBuilder {
 
     /// How long one batch is retried, from its first failure, before it is spooled (default 30 s).
     pub fn retry_budget(mut self, budget: Duration) -> Self {
-        self.retry.budget = budget;
+        self.retry.budget = Some(budget);
+        self
+    }
+
+    /// The whole retry policy at once (default [`RetryPolicy::default`]): what
+    /// [`backoff`](Self::backoff) and [`retry_budget`](Self::retry_budget) set, plus an attempt
+    /// limit and a cap on `Retry-After`. A batch whose retries end is spooled. Without a budget
+    /// or an attempt limit a batch is retried for as long as the chest stays down (or until
+    /// shutdown).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), chest::Error> {
+    /// use std::time::Duration;
+    /// use chest::{batch::Batched, MemoryChest, RetryPolicy};
+    ///
+    /// let mut policy = RetryPolicy::new(Duration::from_millis(50), Duration::from_secs(5));
+    /// policy.budget = Some(Duration::from_secs(20));
+    /// policy.max_retry_after = Some(Duration::from_secs(5));
+    /// let batched = Batched::builder(MemoryChest::new()).retry_policy(policy).build()?;
+    /// # batched.shutdown(Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 

@@ -11,11 +11,11 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use super::deadletter;
+use super::deliver::{deliver, Delivery};
 use super::queue::{Batch, Queue, State};
-use super::retry::{deliver, Delivery, RetryPolicy};
 use super::spool::{Spool, SpoolError, Totals};
 use super::{Durability, OverflowPolicy};
-use crate::{BoxFuture, Chest, Record};
+use crate::{BoxFuture, Chest, Record, RetryPolicy};
 
 /// The longest the worker sleeps while records may be queued: how late it may notice them.
 const TICK: Duration = Duration::from_millis(50);
