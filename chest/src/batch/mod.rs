@@ -104,6 +104,7 @@
 
 mod deadletter;
 mod deliver;
+mod ledger;
 mod queue;
 mod spool;
 mod stats;
@@ -378,17 +379,12 @@ impl BatchedBuilder {
             overflow: self.overflow,
             durability: self.durability,
         };
-        let queue = Arc::new(Queue::new(
-            name,
-            limits,
-            first_seq,
-            (totals.records, totals.batches, totals.bytes),
-        ));
-        if set_aside.0 || set_aside.1.is_some() {
-            queue.update(|s| s.stats.spool_set_aside += u64::from(set_aside.0));
-            if let Some(error) = set_aside.1 {
-                queue.set_last_error(error);
-            }
+        let queue = Arc::new(Queue::new(name, limits, first_seq, totals));
+        if set_aside.0 {
+            queue.update(|s| s.ledger.spool_set_aside_at_open());
+        }
+        if let Some(error) = set_aside.1 {
+            queue.set_last_error(error);
         }
         let has_spool = spool.is_some();
         let dead_letter = self
@@ -445,7 +441,7 @@ impl Drop for Handle {
         let mut state = self.queue.lock();
         if state.closing.is_none() {
             state.closing = Some(Instant::now() + DROP_DEADLINE);
-            let in_memory = state.stats.in_memory();
+            let in_memory = state.ledger.stats().in_memory();
             drop(state);
             tracing::warn!(target: "chest", chest = %self.queue.name, in_memory,
                 "Batched chest dropped without shutdown(): draining for {DROP_DEADLINE:?} if the \
