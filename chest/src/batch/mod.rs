@@ -105,11 +105,15 @@
 mod deadletter;
 mod deliver;
 mod ledger;
+#[cfg(feature = "prometheus")]
+mod metrics;
 mod queue;
 mod spool;
 mod stats;
 mod worker;
 
+#[cfg(feature = "prometheus")]
+pub use metrics::PipelineMetrics;
 pub use spool::{DrainReport, Spool, SpoolError, SpoolSummary};
 pub use stats::{Dropped, LastError, Stats};
 
