@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chest::read::{Filter, Reader};
-use chest::{Chest, ChestError, Record};
+use chest::{Chest, ChestError, ErrorKind, Record, RetryPolicy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::CliError;
@@ -94,27 +94,31 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes one batch, retrying what a retry can fix (up to 8 attempts, honouring `Retry-After`).
+/// Writes one batch, retrying what a retry can fix: up to 8 attempts, a random wait up to 200 ms
+/// doubling to 30 s, or the target's `Retry-After`. A stop signal ends the retries.
 async fn write_with_retries(
     target: &dyn Chest,
     records: &[Record],
     stop: &AtomicBool,
 ) -> Result<(), ChestError> {
-    let mut delay = Duration::from_millis(200);
-    let mut attempt = 1;
-    loop {
-        match target.write(records).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_retryable() && attempt < 8 && !stop.load(Ordering::Relaxed) => {
-                let wait = e.retry_after().unwrap_or(delay);
+    let mut policy = RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(30));
+    policy.max_attempts = Some(8);
+    policy
+        .retry(
+            || target.write(records),
+            // Interrupted: no more retries, the batch is not checkpointed.
+            |e: &ChestError| {
+                if stop.load(Ordering::Relaxed) {
+                    ErrorKind::Permanent
+                } else {
+                    e.kind()
+                }
+            },
+            |e, attempt, wait| {
                 tracing::warn!(target: "chest::export", error = %e, attempt, "retrying in {wait:?}");
-                tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+            },
+        )
+        .await
 }
 
 /// Sets `stop` on Ctrl-C or SIGTERM: the batch in flight is finished and checkpointed first.

@@ -64,7 +64,8 @@
 //! A failed write is retried with exponential backoff and full jitter (a random wait up to
 //! `initial × 2^attempt`, capped at `max_backoff`), or after the chest's
 //! [`retry_after`](crate::ChestError::retry_after) when it gives one, until the batch's
-//! `retry_budget` is spent. Then the batch goes to the spool, the worker pauses for
+//! `retry_budget` is spent (the [`RetryPolicy`], see
+//! [`retry_policy`](BatchedBuilder::retry_policy)). Then the batch goes to the spool, the worker pauses for
 //! `max_backoff`, and retries the oldest spooled batch; once that succeeds the spool is
 //! replayed in order before newer records. A batch that fails permanently is split in two, again
 //! and again, until the bad records are alone: they go to the dead-letter file (JSON lines: the
@@ -102,12 +103,17 @@
 //! see [`Stats`] for the equation.
 
 mod deadletter;
+mod deliver;
+mod ledger;
+#[cfg(feature = "prometheus")]
+mod metrics;
 mod queue;
-mod retry;
 mod spool;
 mod stats;
 mod worker;
 
+#[cfg(feature = "prometheus")]
+pub use metrics::PipelineMetrics;
 pub use spool::{DrainReport, Spool, SpoolError, SpoolSummary};
 pub use stats::{Dropped, LastError, Stats};
 
@@ -122,9 +128,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use self::queue::{Limits, Message, Offer, Queue};
-use self::retry::RetryPolicy;
 use self::worker::{SpoolSlot, Worker};
-use crate::{BoxFuture, Chest, ChestError, Error, Record};
+use crate::{BoxFuture, Chest, ChestError, Error, Record, RetryPolicy};
 
 /// What to do when memory (and the spool) are full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -263,7 +268,31 @@ impl BatchedBuilder {
 
     /// How long one batch is retried, from its first failure, before it is spooled (default 30 s).
     pub fn retry_budget(mut self, budget: Duration) -> Self {
-        self.retry.budget = budget;
+        self.retry.budget = Some(budget);
+        self
+    }
+
+    /// The whole retry policy at once (default [`RetryPolicy::default`]): what
+    /// [`backoff`](Self::backoff) and [`retry_budget`](Self::retry_budget) set, plus an attempt
+    /// limit and a cap on `Retry-After`. A batch whose retries end is spooled. Without a budget
+    /// or an attempt limit a batch is retried for as long as the chest stays down (or until
+    /// shutdown).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), chest::Error> {
+    /// use std::time::Duration;
+    /// use chest::{batch::Batched, MemoryChest, RetryPolicy};
+    ///
+    /// let mut policy = RetryPolicy::new(Duration::from_millis(50), Duration::from_secs(5));
+    /// policy.budget = Some(Duration::from_secs(20));
+    /// policy.max_retry_after = Some(Duration::from_secs(5));
+    /// let batched = Batched::builder(MemoryChest::new()).retry_policy(policy).build()?;
+    /// # batched.shutdown(Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -354,17 +383,12 @@ impl BatchedBuilder {
             overflow: self.overflow,
             durability: self.durability,
         };
-        let queue = Arc::new(Queue::new(
-            name,
-            limits,
-            first_seq,
-            (totals.records, totals.batches, totals.bytes),
-        ));
-        if set_aside.0 || set_aside.1.is_some() {
-            queue.update(|s| s.stats.spool_set_aside += u64::from(set_aside.0));
-            if let Some(error) = set_aside.1 {
-                queue.set_last_error(error);
-            }
+        let queue = Arc::new(Queue::new(name, limits, first_seq, totals));
+        if set_aside.0 {
+            queue.update(|s| s.ledger.spool_set_aside_at_open());
+        }
+        if let Some(error) = set_aside.1 {
+            queue.set_last_error(error);
         }
         let has_spool = spool.is_some();
         let dead_letter = self
@@ -421,7 +445,7 @@ impl Drop for Handle {
         let mut state = self.queue.lock();
         if state.closing.is_none() {
             state.closing = Some(Instant::now() + DROP_DEADLINE);
-            let in_memory = state.stats.in_memory();
+            let in_memory = state.ledger.stats().in_memory();
             drop(state);
             tracing::warn!(target: "chest", chest = %self.queue.name, in_memory,
                 "Batched chest dropped without shutdown(): draining for {DROP_DEADLINE:?} if the \

@@ -1,5 +1,5 @@
-//! The bounded memory queue shared by the request path and the worker, and the counters that
-//! move with it under one lock (so every [`Stats`] snapshot balances).
+//! The bounded memory queue shared by the request path and the worker, and the books
+//! ([`Ledger`]) that move with it under one lock (so every [`Stats`] snapshot balances).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
+use super::ledger::{Ledger, Refusal};
+use super::spool::Totals;
 use super::stats::{LastError, Stats};
 use super::{Durability, OverflowPolicy};
 use crate::{ChestError, Record};
@@ -58,9 +60,8 @@ pub(crate) struct State {
     pub closing: Option<Instant>,
     /// Set by the worker when it has finished.
     pub closed: bool,
-    pub stats: Stats,
-    /// Bytes of the records counted in `stats.in_flight`.
-    pub in_flight_bytes: u64,
+    /// Where every record is: changed only through its transitions.
+    pub ledger: Ledger,
 }
 
 /// What an offer to the queue came to.
@@ -88,16 +89,8 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    pub fn new(name: String, limits: Limits, first_seq: u64, spool: (u64, u64, u64)) -> Self {
-        let (records, batches, bytes) = spool;
-        let stats = Stats {
-            chest: name.clone(),
-            restored: records,
-            spool_records: records,
-            spool_batches: batches,
-            spool_bytes: bytes,
-            ..Stats::default()
-        };
+    pub fn new(name: String, limits: Limits, first_seq: u64, spool: Totals) -> Self {
+        let ledger = Ledger::new(name.clone(), spool);
         Queue {
             name,
             limits,
@@ -107,8 +100,7 @@ impl Queue {
                 next_seq: first_seq,
                 closing: None,
                 closed: false,
-                stats,
-                in_flight_bytes: 0,
+                ledger,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -123,7 +115,7 @@ impl Queue {
     }
 
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        self.lock().ledger.snapshot()
     }
 
     /// Sets whether writers wait for the spool (`Disk` with a usable spool). Without a spool,
@@ -161,8 +153,7 @@ impl Queue {
         let n = message.records.len() as u64;
         let mut state = self.lock();
         if state.closing.is_some() {
-            state.stats.enqueued += n;
-            state.stats.dropped.shutdown += n;
+            state.ledger.refused_on_arrival(n, Refusal::Shutdown);
             drop(state);
             tracing::warn!(target: "chest", chest = %self.name, records = n,
                 "record written to a batched chest after its shutdown; dropped");
@@ -175,8 +166,10 @@ impl Queue {
                         let Some(old) = state.messages.pop_front() else {
                             break;
                         };
-                        state.forget(&old);
-                        state.stats.dropped.oldest += old.records.len() as u64;
+                        // Its ack, if any, is dropped: the writer stops waiting.
+                        state
+                            .ledger
+                            .evicted_from_queue(old.records.len() as u64, old.bytes);
                     }
                 }
                 OverflowPolicy::Block(timeout) if !final_try => {
@@ -185,43 +178,30 @@ impl Queue {
                 _ => {}
             }
         }
-        state.stats.enqueued += n;
         if !state.fits(&self.limits, &message) {
-            let dropped = &mut state.stats.dropped;
-            return Offer::Settled(match self.limits.overflow {
-                OverflowPolicy::Reject => {
-                    dropped.rejected += n;
+            let (why, result) = match self.limits.overflow {
+                OverflowPolicy::Reject => (
+                    Refusal::Rejected,
                     Err(ChestError::retryable(
                         &*self.name,
                         "the batched chest's queue is full; record refused (overflow policy Reject)",
-                    ))
-                }
-                OverflowPolicy::Block(_) => {
-                    dropped.block_timeout += n;
-                    Ok(())
-                }
+                    )),
+                ),
+                OverflowPolicy::Block(_) => (Refusal::BlockTimeout, Ok(())),
                 OverflowPolicy::DropOldest | OverflowPolicy::DropNewest => {
-                    dropped.newest += n;
-                    Ok(())
+                    (Refusal::Newest, Ok(()))
                 }
-            });
+            };
+            state.ledger.refused_on_arrival(n, why);
+            return Offer::Settled(result);
         }
         let was_empty = state.messages.is_empty();
-        let before = (
-            state.stats.queue_depth,
-            state.stats.queue_bytes,
-            state.memory(),
-        );
+        let before = state.fill();
         message.seq = state.next_seq;
         state.next_seq += 1;
-        state.stats.queue_depth += n;
-        state.stats.queue_bytes += message.bytes;
+        state.ledger.enqueued(n, message.bytes);
         state.messages.push_back(message);
-        let after = (
-            state.stats.queue_depth,
-            state.stats.queue_bytes,
-            state.memory(),
-        );
+        let after = state.fill();
         drop(state);
         // Waking the worker costs a syscall; it is done once per batch (or spill), not per
         // message. With `Disk` the writer waits for the commit, so the first message wakes it.
@@ -245,7 +225,11 @@ impl Queue {
         };
         // Room for every queued record that can join (the first message's are counted in the
         // depth), so the batch is copied once, not at each doubling.
-        let joining = state.stats.queue_depth.min(self.limits.batch_records) as usize;
+        let joining = state
+            .ledger
+            .stats()
+            .queue_depth
+            .min(self.limits.batch_records) as usize;
         batch
             .records
             .reserve(joining.saturating_sub(batch.records.len()));
@@ -261,11 +245,9 @@ impl Queue {
             batch.records.extend(next.records);
             batch.acks.extend(next.ack);
         }
-        let n = batch.records.len() as u64;
-        state.stats.queue_depth -= n;
-        state.stats.queue_bytes -= batch.bytes;
-        state.stats.in_flight += n;
-        state.in_flight_bytes += batch.bytes;
+        state
+            .ledger
+            .taken_into_flight(batch.records.len() as u64, batch.bytes);
         // What is left has waited at most as long as what was taken; restarting its linger here
         // keeps the clock to one read per batch instead of one per message.
         state.first_seen = (!state.messages.is_empty()).then(Instant::now);
@@ -282,8 +264,9 @@ impl Queue {
         }
         let now = Instant::now();
         let first_seen = *state.first_seen.get_or_insert(now);
-        let full = state.stats.queue_depth >= self.limits.batch_records
-            || state.stats.queue_bytes >= self.limits.batch_bytes;
+        let queued = state.ledger.stats();
+        let full = queued.queue_depth >= self.limits.batch_records
+            || queued.queue_bytes >= self.limits.batch_bytes;
         Some(if full {
             first_seen
         } else {
@@ -293,18 +276,20 @@ impl Queue {
 
     /// Whether memory (queue and in flight) is above the spill mark.
     pub fn memory_above_spill_mark(&self) -> bool {
-        let (records, bytes) = self.lock().memory();
+        let (records, bytes) = self.lock().ledger.memory();
         records > self.limits.spill_records || bytes > self.limits.spill_bytes
     }
 
     /// Whether the queue alone is above half the spill mark: spilling goes on until it is not.
     pub fn queue_above_half_spill_mark(&self) -> bool {
-        let stats = &self.lock().stats;
+        let state = self.lock();
+        let stats = state.ledger.stats();
         stats.queue_depth > self.limits.spill_records / 2
             || stats.queue_bytes > self.limits.spill_bytes / 2
     }
 
-    /// Updates the counters with `f` under the lock, then wakes blocked writers.
+    /// Runs ledger transitions (and other updates) with `f` under the lock, then wakes blocked
+    /// writers.
     pub fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
         self.room.notify_waiters();
@@ -312,7 +297,7 @@ impl Queue {
 
     /// Records an error as the last one.
     pub fn set_last_error(&self, message: String) {
-        self.lock().stats.last_error = Some(LastError::now(message));
+        self.lock().ledger.failed(LastError::now(message));
     }
 }
 
@@ -329,40 +314,18 @@ impl Limits {
 }
 
 impl State {
-    /// Records and bytes in memory: queued and in flight.
-    fn memory(&self) -> (u64, u64) {
-        (
-            self.stats.queue_depth + self.stats.in_flight,
-            self.stats.queue_bytes + self.in_flight_bytes,
-        )
+    /// The queue's records and bytes, and memory's: what an enqueue may push past a mark.
+    fn fill(&self) -> (u64, u64, (u64, u64)) {
+        let stats = self.ledger.stats();
+        (stats.queue_depth, stats.queue_bytes, self.ledger.memory())
     }
 
     /// Whether `message` fits in memory. A message larger than the whole bound fits an empty
     /// memory, so that it is not refused forever.
     fn fits(&self, limits: &Limits, message: &Message) -> bool {
-        let (records, bytes) = self.memory();
+        let (records, bytes) = self.ledger.memory();
         records == 0
             || (records + message.records.len() as u64 <= limits.max_records
                 && bytes + message.bytes <= limits.max_bytes)
-    }
-
-    /// Uncounts a message taken out of the queue (its ack, if any, is dropped: the writer stops
-    /// waiting).
-    fn forget(&mut self, message: &Message) {
-        self.stats.queue_depth -= message.records.len() as u64;
-        self.stats.queue_bytes -= message.bytes;
-    }
-
-    /// Takes `records` (`bytes`) out of the in-flight gauges.
-    pub fn leave_flight(&mut self, records: u64, bytes: u64) {
-        self.stats.in_flight -= records;
-        self.in_flight_bytes -= bytes;
-    }
-
-    /// Sets the spool gauges.
-    pub fn set_spool(&mut self, totals: super::spool::Totals) {
-        self.stats.spool_records = totals.records;
-        self.stats.spool_batches = totals.batches;
-        self.stats.spool_bytes = totals.bytes;
     }
 }

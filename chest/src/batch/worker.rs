@@ -2,6 +2,7 @@
 //! (or, with `Disk`, everything first), replays the spool in order, and drains on shutdown.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,11 +12,13 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use super::deadletter;
-use super::queue::{Batch, Queue, State};
-use super::retry::{deliver, Delivery, RetryPolicy};
+use super::deliver::{deliver, Delivery};
+use super::ledger::Outcome;
+use super::queue::{Batch, Queue};
 use super::spool::{Spool, SpoolError, Totals};
+use super::stats::LastError;
 use super::{Durability, OverflowPolicy};
-use crate::{BoxFuture, Chest, Record};
+use crate::{BoxFuture, Chest, Record, RetryPolicy};
 
 /// The longest the worker sleeps while records may be queued: how late it may notice them.
 const TICK: Duration = Duration::from_millis(50);
@@ -246,8 +249,8 @@ impl Worker {
             }
         };
         self.queue.update(|s| {
-            s.stats.dropped.spool_corrupt += loaded.undecodable;
-            s.set_spool(totals);
+            s.ledger.undecodable_in_spool(loaded.undecodable);
+            s.ledger.spool_totals(totals);
         });
         if loaded.ids.is_empty() {
             self.spool_due = None;
@@ -336,14 +339,8 @@ impl Worker {
                 None
             }
         };
-        self.queue.update(|s| {
-            let lost = s.stats.spool_records - replaying;
-            s.stats.dropped.spool_corrupt += lost;
-            s.stats.in_flight += replaying;
-            s.in_flight_bytes += replaying_bytes;
-            s.stats.spool_set_aside += 1;
-            s.set_spool(Totals::default());
-        });
+        self.queue
+            .update(|s| s.ledger.spool_set_aside(replaying, replaying_bytes));
         tracing::error!(target: "chest", chest = %self.queue.name,
             "corrupt spool set aside and replaced");
     }
@@ -382,12 +379,11 @@ impl Worker {
             (r + batch.records.len() as u64, b + batch.bytes)
         });
         self.queue.update(|s| {
-            s.stats.dropped.oldest += evicted;
-            s.set_spool(totals);
+            s.ledger.evicted_from_spool(evicted);
             if appended {
-                s.leave_flight(records, bytes);
-                s.stats.spooled += records;
+                s.ledger.spooled(records, bytes);
             }
+            s.ledger.spool_totals(totals);
         });
         if !appended {
             return batches;
@@ -444,90 +440,79 @@ impl Worker {
         }
     }
 
-    /// Accounts for a finished delivery.
+    /// Accounts for a finished delivery: the refused records go to the dead-letter file, the
+    /// settled ones are booked where they went, what was given up goes back to the spool (or is
+    /// held), and a chest that made the delivery give up pauses the worker.
     async fn settle(&mut self, settled: Settled) {
         let Settled {
             origin,
             batch,
             delivery,
         } = settled;
-        let dead: Vec<(Record, String)> = delivery
-            .dead
-            .iter()
-            .map(|(at, error)| (batch.records[*at].clone(), error.clone()))
-            .collect();
-        let dead_lettered = self.write_dead_letters(&dead).await;
-        let remaining: Vec<Record> = delivery
-            .gave_up
-            .iter()
-            .flat_map(|range| batch.records[range.clone()].iter().cloned())
-            .collect();
-        let remaining_bytes: u64 = remaining.iter().map(|r| r.approx_size() as u64).sum();
-        let done_records = (batch.records.len() - remaining.len()) as u64;
-        let dead_count = dead.len() as u64;
-        let written = delivery.written;
-        let retries = delivery.retries;
-        let last_error = delivery.last_error.map(super::stats::LastError::now);
-        let attempted = move |s: &mut State| {
-            s.stats.retried += retries;
-            if last_error.is_some() {
-                s.stats.last_error = last_error;
-            }
+        if matches!(origin, Origin::Spool { .. }) {
+            self.replaying = None;
+        }
+        let outcome = Outcome {
+            written: delivery.written,
+            refused: delivery.dead.len() as u64,
+            dead_lettered: self.dead_letter(&batch.records, &delivery.dead).await,
         };
-        let outcome = move |s: &mut State| {
-            s.stats.written += written;
-            if dead_lettered {
-                s.stats.dead_lettered += dead_count;
-            } else {
-                s.stats.dropped.permanent_error += dead_count;
+        let rest = batch.part(&delivery.gave_up);
+        let last_error = delivery.last_error.map(LastError::now);
+        self.queue.update(|s| {
+            s.ledger.retried(delivery.retries);
+            if let Some(error) = last_error {
+                s.ledger.failed(error);
             }
-        };
-        let gave_up = !remaining.is_empty();
+        });
+        let gave_up = !rest.records.is_empty();
         match origin {
             Origin::Spool { ids, generation } if generation == self.spool.generation => {
-                self.replaying = None;
-                let result = self.with_spool(move |s| s.settle(&ids, &remaining)).await;
-                let totals = match result {
-                    Some(Ok(((), totals))) => Some(totals),
-                    _ => None,
-                };
-                self.queue.update(|s| {
-                    attempted(s);
-                    // If the rows could not be updated they will be replayed again
-                    // (at-least-once), so their records are still counted in the spool.
-                    if let Some(totals) = totals {
-                        outcome(s);
-                        s.stats.replayed += done_records;
-                        s.set_spool(totals);
-                    }
-                });
-                if self.queue.stats().spool_records == 0 {
-                    self.spool_due = None;
-                }
+                self.settle_replay(ids, outcome, rest.records).await;
             }
-            origin => {
-                if matches!(origin, Origin::Spool { .. }) {
-                    self.replaying = None;
-                }
-                self.queue.update(|s| {
-                    attempted(s);
-                    outcome(s);
-                    s.leave_flight(done_records, batch.bytes.saturating_sub(remaining_bytes));
-                });
-                if gave_up {
-                    let rest = Batch {
-                        seq: batch.seq,
-                        records: remaining,
-                        bytes: remaining_bytes,
-                        acks: Vec::new(),
-                    };
-                    let unspooled = self.spool_batches(vec![rest]).await;
-                    for batch in unspooled.into_iter().rev() {
-                        self.held.push_front(batch);
-                    }
-                }
+            // From memory, or from a spool file set aside meanwhile (its records moved to
+            // flight then).
+            _ => {
+                let settled_bytes = batch.bytes.saturating_sub(rest.bytes);
+                self.settle_flight(outcome, settled_bytes, rest).await;
             }
         }
+        self.pause_if_down(gave_up);
+    }
+
+    /// A replayed spool batch settled: its rows are updated (`remaining` replaces them), then
+    /// the settled records leave the spool in the books. If the rows could not be updated they
+    /// will be replayed again (at-least-once), so their records stay counted in the spool.
+    async fn settle_replay(&mut self, ids: Vec<i64>, outcome: Outcome, remaining: Vec<Record>) {
+        let result = self.with_spool(move |s| s.settle(&ids, &remaining)).await;
+        if let Some(Ok(((), totals))) = result {
+            self.queue.update(|s| {
+                s.ledger.replayed(outcome);
+                s.ledger.spool_totals(totals);
+            });
+        }
+        if self.queue.stats().spool_records == 0 {
+            self.spool_due = None;
+        }
+    }
+
+    /// A batch in flight settled (`bytes`: those of its settled records): they leave flight,
+    /// and `rest`, given up, goes to the spool or, if none takes it, is held to be delivered
+    /// first.
+    async fn settle_flight(&mut self, outcome: Outcome, bytes: u64, rest: Batch) {
+        self.queue.update(|s| s.ledger.delivered(outcome, bytes));
+        if rest.records.is_empty() {
+            return;
+        }
+        let unspooled = self.spool_batches(vec![rest]).await;
+        for batch in unspooled.into_iter().rev() {
+            self.held.push_front(batch);
+        }
+    }
+
+    /// After a delivery: records given up mean the chest is down, so no delivery starts for
+    /// `max_backoff`; otherwise it is up.
+    fn pause_if_down(&mut self, gave_up: bool) {
         if gave_up {
             let pause = self.retry.max_backoff;
             tracing::warn!(target: "chest", chest = %self.queue.name, ?pause,
@@ -538,15 +523,19 @@ impl Worker {
         }
     }
 
-    /// Writes refused records to the dead-letter file. `false` if there is none or it failed
-    /// (the records are then logged).
-    async fn write_dead_letters(&mut self, dead: &[(Record, String)]) -> bool {
+    /// Writes the records at `dead` (index in `records`, error) to the dead-letter file. `false`
+    /// if there is none or it failed (the records are then logged).
+    async fn dead_letter(&mut self, records: &[Record], dead: &[(usize, String)]) -> bool {
         if dead.is_empty() {
             return true;
         }
+        let dead: Vec<(Record, String)> = dead
+            .iter()
+            .map(|(at, error)| (records[*at].clone(), error.clone()))
+            .collect();
         let written = match self.dead_letter.clone() {
             Some(path) => {
-                let entries = dead.to_vec();
+                let entries = dead.clone();
                 let result =
                     tokio::task::spawn_blocking(move || deadletter::append(&path, &entries)).await;
                 match result {
@@ -566,7 +555,7 @@ impl Worker {
             None => false,
         };
         if !written {
-            for (record, error) in dead {
+            for (record, error) in &dead {
                 tracing::error!(target: "chest", chest = %self.queue.name,
                     request_id = %record.request_id, name = %record.name, %error,
                     "record refused for good and no dead-letter file took it; dropped");
@@ -594,8 +583,7 @@ impl Worker {
             (r + batch.records.len() as u64, b + batch.bytes)
         });
         self.queue.update(|s| {
-            s.leave_flight(records, bytes);
-            s.stats.dropped.shutdown += records;
+            s.ledger.abandoned(records, bytes);
             s.closed = true;
         });
         self.done.send_replace(true);
@@ -603,6 +591,21 @@ impl Worker {
 }
 
 impl Batch {
+    /// The records of `ranges`, in order, as a batch of their own (same order key, no acks).
+    fn part(&self, ranges: &[Range<usize>]) -> Batch {
+        let records: Vec<Record> = ranges
+            .iter()
+            .flat_map(|range| self.records[range.clone()].iter().cloned())
+            .collect();
+        let bytes = records.iter().map(|r| r.approx_size() as u64).sum();
+        Batch {
+            seq: self.seq,
+            records,
+            bytes,
+            acks: Vec::new(),
+        }
+    }
+
     /// A copy (the records are cheap to clone: their strings are shared).
     fn duplicate(&self) -> Batch {
         Batch {

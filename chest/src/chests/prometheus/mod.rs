@@ -77,11 +77,12 @@
 //! text format 0.0.4 otherwise (see [`Format`]).
 //! [`pushgateway`](PrometheusChest::pushgateway) pushes the same metrics to a Pushgateway.
 //!
-//! ## The pipeline's own figures
-//! With the `batch` feature, [`register_batched`](PrometheusChest::register_batched) exports a
-//! [`Batched`](crate::batch::Batched) chest's [`Stats`](crate::batch::Stats) (written, dropped by
-//! reason, spooled, queue depth, …) as `chest_pipeline_*` metrics labelled by `chest`, read at
-//! each scrape.
+//! ## Figures from elsewhere
+//! [`register_source`](PrometheusChest::register_source) exports the counters and gauges of any
+//! [`MetricSource`] with this chest's metrics, read at each scrape and push, with the constant
+//! labels. With the `batch` feature too, `register_batched` exports a batched chest's pipeline
+//! figures (written, dropped by reason, spooled, queue depth, …) as `chest_pipeline_*` metrics
+//! labelled by `chest`: see `chest::batch::PipelineMetrics`.
 //!
 //! ## Writes are cheap and not all-or-nothing
 //! [`Chest::write`] observes synchronously, in memory, without I/O: there is nothing to gain from
@@ -97,12 +98,12 @@
 mod exposition;
 mod family;
 mod names;
-#[cfg(feature = "batch")]
-mod pipeline;
 mod push;
+mod source;
 
 pub use exposition::{Format, MetricsServer};
 pub use push::{PushTask, Pushgateway, PushgatewayBuilder};
+pub use source::{Figures, MetricSource};
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -346,8 +347,7 @@ impl PrometheusChestBuilder {
             warned_too_many: AtomicBool::new(false),
             pushes: AtomicU64::new(0),
             push_failures: AtomicU64::new(0),
-            #[cfg(feature = "batch")]
-            pipelines: RwLock::default(),
+            sources: RwLock::default(),
         });
         let mut registry = Registry::default();
         registry.register_collector(Box::new(PrometheusCollector(Arc::clone(&shared))));
@@ -413,6 +413,49 @@ impl PrometheusChest {
     /// ```
     pub fn register_into(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(PrometheusCollector(Arc::clone(&self.shared))));
+    }
+
+    /// Exports `source`'s figures with this chest's metrics, read at each scrape and push, with
+    /// the constant labels (see [`MetricSource`] for an example). The chest keeps the source.
+    /// Refused when a source with the same [`key`](MetricSource::key) is registered already
+    /// (their series would clash).
+    ///
+    /// ```
+    /// use chest::chests::prometheus::{Figures, MetricSource, PrometheusChest};
+    ///
+    /// struct Version;
+    ///
+    /// impl MetricSource for Version {
+    ///     fn key(&self) -> &str {
+    ///         "version"
+    ///     }
+    ///
+    ///     fn collect(&self, figures: &mut Figures) {
+    ///         figures.gauge("app_info", "The running version", &[("version", "1.2.0")], 1);
+    ///     }
+    /// }
+    ///
+    /// let chest = PrometheusChest::new();
+    /// chest.register_source(Version)?;
+    /// assert!(chest.register_source(Version).is_err());
+    /// # Ok::<(), chest::Error>(())
+    /// ```
+    pub fn register_source(&self, source: impl MetricSource) -> Result<(), Error> {
+        let key = source.key().to_owned();
+        let added = self
+            .shared
+            .sources
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add(Box::new(source));
+        if added {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "prometheus chest `{}`: a metric source `{key}` is registered already",
+                self.name()
+            )))
+        }
     }
 }
 
@@ -555,9 +598,8 @@ struct Shared {
     pushes: AtomicU64,
     /// Failed push attempts, retries included.
     push_failures: AtomicU64,
-    /// The batched chests whose stats are exported.
-    #[cfg(feature = "batch")]
-    pipelines: RwLock<pipeline::Pipelines>,
+    /// Figures from elsewhere, exported with the chest's own.
+    sources: RwLock<source::Sources>,
 }
 
 /// The records of a write that were refused (negative values for counters): the cause of the
@@ -573,13 +615,6 @@ impl Shared {
     fn variables(&self) -> std::sync::RwLockReadGuard<'_, Variables> {
         self.variables
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[cfg(feature = "batch")]
-    fn pipelines_mut(&self) -> std::sync::RwLockWriteGuard<'_, pipeline::Pipelines> {
-        self.pipelines
-            .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -750,8 +785,7 @@ impl Shared {
             let count = i64::try_from(family.series_count()).unwrap_or(i64::MAX);
             ConstGauge::new(count).encode(series.encode_family(&labels)?)?;
         }
-        #[cfg(feature = "batch")]
-        self.pipelines
+        self.sources
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .encode(encoder, constant)?;

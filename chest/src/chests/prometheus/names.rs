@@ -138,8 +138,13 @@ pub(crate) fn metric_name(
 /// OpenMetrics does not allow a raw `\` or `"` in it, so those are replaced by `_` (control
 /// characters cannot occur in variable names).
 pub(crate) fn help_text(variable: &str, kind: &str) -> String {
-    let shown: String = variable
-        .chars()
+    let shown = clean_help(variable);
+    format!("Tracked variable {shown} ({kind}), recorded by chest")
+}
+
+/// Text the encoders can take as help as it is: `\`, `"` and control characters become `_`.
+pub(crate) fn clean_help(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if matches!(c, '\\' | '"') || c.is_control() {
                 '_'
@@ -147,8 +152,13 @@ pub(crate) fn help_text(variable: &str, kind: &str) -> String {
                 c
             }
         })
-        .collect();
-    format!("Tracked variable {shown} ({kind}), recorded by chest")
+        .collect()
+}
+
+/// Whether `name` can be a metric or label name as it is: `[a-zA-Z_][a-zA-Z0-9_]*`, not
+/// starting with `__`.
+pub(crate) fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && check_prefix(name).is_ok()
 }
 
 #[cfg(test)]

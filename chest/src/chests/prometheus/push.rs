@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use rand::Rng;
 use reqwest::Url;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -22,7 +21,7 @@ use super::{Format, PrometheusChest};
 use crate::chests::http_client::{
     client_setters, display_url, response_message, ClientSettings, HttpError, Secret,
 };
-use crate::{Chest, ChestError, Error, ErrorKind};
+use crate::{Chest, ChestError, Error, RetryPolicy};
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_RETRIES: u32 = 3;
@@ -30,6 +29,15 @@ const DEFAULT_RETRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// No retry waits longer, whatever a `Retry-After` asks.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The default retries of a push: [`DEFAULT_RETRIES`], no time budget (the interval is the
+/// pushes' pace; each attempt has its timeout).
+fn default_retry() -> RetryPolicy {
+    let mut retry = RetryPolicy::new(FIRST_BACKOFF, MAX_BACKOFF);
+    retry.max_attempts = Some(DEFAULT_RETRIES + 1);
+    retry.max_retry_after = Some(MAX_BACKOFF);
+    retry
+}
 
 /// Settings of a [`Pushgateway`], from [`PrometheusChest::pushgateway`].
 #[derive(Clone)]
@@ -39,7 +47,7 @@ pub struct PushgatewayBuilder {
     job: String,
     grouping: Vec<(String, String)>,
     interval: Duration,
-    retries: u32,
+    retry: RetryPolicy,
     basic_auth: Option<(String, Secret)>,
     client: ClientSettings,
 }
@@ -78,7 +86,7 @@ struct Inner {
     shown: String,
     name: String,
     interval: Duration,
-    retries: u32,
+    retry: RetryPolicy,
     basic_auth: Option<(String, Secret)>,
     client: reqwest::Client,
     timeout: Duration,
@@ -98,7 +106,7 @@ impl PrometheusChest {
             job: job.into(),
             grouping: Vec::new(),
             interval: DEFAULT_INTERVAL,
-            retries: DEFAULT_RETRIES,
+            retry: default_retry(),
             basic_auth: None,
             client: ClientSettings::default(),
         }
@@ -119,9 +127,31 @@ impl PushgatewayBuilder {
         self
     }
 
-    /// How many times a push that failed with a transient error is retried (default 3).
+    /// How many times a push that failed with a transient error is retried (default 3). It sets
+    /// the [`retry_policy`](Self::retry_policy)'s `max_attempts` to `retries + 1`.
     pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
+        self.retry.max_attempts = Some(retries.saturating_add(1));
+        self
+    }
+
+    /// How a failed push is retried (transient failures only). The default waits up to 250 ms
+    /// before the first retry, doubling up to 10 s, obeys a `Retry-After` up to 10 s, makes at
+    /// most 4 attempts and has no time budget.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use chest::{chests::prometheus::PrometheusChest, RetryPolicy};
+    ///
+    /// let mut policy = RetryPolicy::new(Duration::from_millis(100), Duration::from_secs(2));
+    /// policy.budget = Some(Duration::from_secs(10));
+    /// let pushgateway = PrometheusChest::new()
+    ///     .pushgateway("http://127.0.0.1:9091", "nightly_import")
+    ///     .retry_policy(policy)
+    ///     .build()?;
+    /// # Ok::<(), chest::Error>(())
+    /// ```
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -182,7 +212,7 @@ impl PushgatewayBuilder {
                 shown,
                 name,
                 interval: self.interval,
-                retries: self.retries,
+                retry: self.retry,
                 basic_auth: self.basic_auth,
                 client,
                 timeout: self.client.timeout,
@@ -246,35 +276,29 @@ impl Pushgateway {
     /// Pushes the current metrics once, retrying transient failures. The error is the last
     /// attempt's; it never holds the URL's credentials.
     pub async fn push(&self) -> Result<(), ChestError> {
-        let inner = &self.inner;
+        let inner = &*self.inner;
+        let shared = &inner.chest.shared;
         let body = Bytes::from(inner.chest.encode(Format::PrometheusText));
-        let mut retry = 0;
-        loop {
-            let error = match inner.send(body.clone()).await {
-                Ok(()) => {
-                    inner.chest.shared.pushes.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(error) => error,
-            };
-            inner
-                .chest
-                .shared
-                .push_failures
-                .fetch_add(1, Ordering::Relaxed);
-            let delay = match error.kind() {
-                ErrorKind::Permanent => None,
-                _ if retry >= inner.retries => None,
-                ErrorKind::Throttled { retry_after } => Some(retry_after.min(MAX_BACKOFF)),
-                _ => Some(backoff(retry)),
-            };
-            let Some(delay) = delay else {
-                return Err(error.into_chest_error(&inner.name));
-            };
-            retry += 1;
-            tracing::warn!(target: "chest", chest = %inner.name, error = %error, retry, ?delay,
-                "prometheus chest: push to the Pushgateway failed; retrying");
-            tokio::time::sleep(delay).await;
+        let pushed = inner
+            .retry
+            .retry(
+                || inner.send(body.clone()),
+                |error: &HttpError| {
+                    shared.push_failures.fetch_add(1, Ordering::Relaxed);
+                    error.kind()
+                },
+                |error, retry, delay| {
+                    tracing::warn!(target: "chest", chest = %inner.name, error = %error, retry, ?delay,
+                        "prometheus chest: push to the Pushgateway failed; retrying");
+                },
+            )
+            .await;
+        match pushed {
+            Ok(()) => {
+                shared.pushes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => Err(error.into_chest_error(&inner.name)),
         }
     }
 
@@ -340,15 +364,6 @@ impl Inner {
     }
 }
 
-/// A random wait before retry `retry` (0 for the first): full jitter up to
-/// `FIRST_BACKOFF × 2^retry`, at most `MAX_BACKOFF`.
-fn backoff(retry: u32) -> Duration {
-    let cap = FIRST_BACKOFF
-        .saturating_mul(1 << retry.min(16))
-        .min(MAX_BACKOFF);
-    cap.mul_f64(rand::rng().random_range(0.0..=1.0))
-}
-
 impl fmt::Debug for Pushgateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;
@@ -356,7 +371,7 @@ impl fmt::Debug for Pushgateway {
             .field("url", &inner.shown)
             .field("chest", &inner.chest.name())
             .field("interval", &inner.interval)
-            .field("retries", &inner.retries)
+            .field("retry", &inner.retry)
             .field("basic_auth", &inner.basic_auth)
             .finish_non_exhaustive()
     }
@@ -369,7 +384,7 @@ impl fmt::Debug for PushgatewayBuilder {
             .field("job", &self.job)
             .field("grouping", &self.grouping)
             .field("interval", &self.interval)
-            .field("retries", &self.retries)
+            .field("retry", &self.retry)
             .field("basic_auth", &self.basic_auth)
             .field("client", &self.client)
             .finish_non_exhaustive()
@@ -433,8 +448,10 @@ mod tests {
 
     #[test]
     fn backoff_stays_under_its_cap() {
-        assert!(backoff(0) <= FIRST_BACKOFF);
-        assert!(backoff(3) <= FIRST_BACKOFF * 8);
-        assert!(backoff(40) <= MAX_BACKOFF);
+        let retry = default_retry();
+        assert!(retry.delay(0, None) <= FIRST_BACKOFF);
+        assert!(retry.delay(3, None) <= FIRST_BACKOFF * 8);
+        assert!(retry.delay(40, None) <= MAX_BACKOFF);
+        assert_eq!(retry.delay(0, Some(MAX_BACKOFF * 3)), MAX_BACKOFF);
     }
 }

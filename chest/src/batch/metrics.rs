@@ -1,16 +1,9 @@
-//! The delivery pipeline's own figures: each registered [`Batched`] chest's [`Stats`], read at
-//! every scrape, as `chest_pipeline_*` metrics labelled by `chest` (feature `batch`).
+//! The delivery pipeline's own figures for the Prometheus chest (features `batch` and
+//! `prometheus`): a [`Batched`] chest's [`Stats`], read at every scrape, as `chest_pipeline_*`
+//! metrics labelled by `chest`. The Prometheus chest takes them as any other [`MetricSource`].
 
-use std::fmt;
-
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-
-use super::family::{label_set, ConstantLabels};
-use super::PrometheusChest;
-use crate::batch::{Batched, Dropped, Stats};
+use super::{Batched, Dropped, Stats};
+use crate::chests::prometheus::{Figures, MetricSource, PrometheusChest};
 use crate::{Chest, Error};
 
 /// A figure of [`Stats`]: metric name (without `_total`), help, and how to read it.
@@ -108,73 +101,84 @@ const DROPPED: [DropReason; 7] = [
     ("spool_corrupt", |d| d.spool_corrupt),
 ];
 
-/// The batched chests whose stats are exported.
-#[derive(Default)]
-pub(crate) struct Pipelines(Vec<Batched>);
+/// A [`Batched`] chest's [`Stats`] as Prometheus metrics, from [`Batched::pipeline_metrics`]:
+/// `chest_pipeline_{enqueued,restored,written,retried,spooled,replayed,dead_lettered,
+/// spool_set_aside}_total`, `chest_pipeline_dropped_total{reason}` and the gauges
+/// `chest_pipeline_{queue_depth,queue_bytes,in_flight,spool_records,spool_batches,spool_bytes}`,
+/// each labelled `chest="<the wrapped chest's name>"` and read at each scrape.
+///
+/// It holds a handle on the batched chest, so its final figures stay visible after
+/// [`Batched::shutdown`]. Its [`key`](MetricSource::key) is the chest's name.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use chest::chests::prometheus::{Format, PrometheusChest};
+/// use chest::{batch::Batched, MemoryChest};
+///
+/// let batched = Batched::builder(MemoryChest::named("archive")).build()?;
+/// let prometheus = PrometheusChest::new();
+/// prometheus.register_source(batched.pipeline_metrics())?;
+/// let text = prometheus.encode(Format::PrometheusText);
+/// assert!(text.contains("chest_pipeline_queue_depth{chest=\"archive\"} 0"));
+/// # batched.shutdown(std::time::Duration::from_secs(1)).await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineMetrics(Batched);
 
-impl fmt::Debug for Pipelines {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(Chest::name))
-            .finish()
+impl Batched {
+    /// This chest's [`Stats`] as Prometheus metrics, for
+    /// [`PrometheusChest::register_source`] (see [`PipelineMetrics`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), chest::Error> {
+    /// use chest::{batch::Batched, chests::prometheus::PrometheusChest, MemoryChest};
+    ///
+    /// let batched = Batched::builder(MemoryChest::new()).build()?;
+    /// PrometheusChest::new().register_source(batched.pipeline_metrics())?;
+    /// # batched.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn pipeline_metrics(&self) -> PipelineMetrics {
+        PipelineMetrics(self.clone())
     }
 }
 
-impl Pipelines {
-    /// Writes every figure of every pipeline, one family per figure.
-    pub(crate) fn encode(
-        &self,
-        encoder: &mut DescriptorEncoder<'_>,
-        constant: &ConstantLabels,
-    ) -> fmt::Result {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let snapshots: Vec<Stats> = self.0.iter().map(Batched::stats).collect();
+impl MetricSource for PipelineMetrics {
+    fn key(&self) -> &str {
+        self.0.name()
+    }
+
+    fn collect(&self, figures: &mut Figures) {
+        let stats = self.0.stats();
+        let chest = [("chest", stats.chest.as_str())];
         for (name, help, read) in COUNTERS {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for stats in &snapshots {
-                let labels = label_set(constant, [("chest", stats.chest.as_str())]);
-                ConstCounter::new(read(stats)).encode(family.encode_family(&labels)?)?;
-            }
+            figures.counter(name, help, &chest, read(&stats));
         }
-        let mut dropped = encoder.encode_descriptor(
-            "chest_pipeline_dropped",
-            "Records given up on, by reason",
-            None,
-            MetricType::Counter,
-        )?;
-        for stats in &snapshots {
-            for (reason, read) in DROPPED {
-                let labels = label_set(
-                    constant,
-                    [("chest", stats.chest.as_str()), ("reason", reason)],
-                );
-                ConstCounter::new(read(&stats.dropped)).encode(dropped.encode_family(&labels)?)?;
-            }
+        for (reason, read) in DROPPED {
+            let labels = [chest[0], ("reason", reason)];
+            figures.counter(
+                "chest_pipeline_dropped",
+                "Records given up on, by reason",
+                &labels,
+                read(&stats.dropped),
+            );
         }
         for (name, help, read) in GAUGES {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            for stats in &snapshots {
-                let labels = label_set(constant, [("chest", stats.chest.as_str())]);
-                let value = i64::try_from(read(stats)).unwrap_or(i64::MAX);
-                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-            }
+            let value = i64::try_from(read(&stats)).unwrap_or(i64::MAX);
+            figures.gauge(name, help, &chest, value);
         }
-        Ok(())
     }
 }
 
 impl PrometheusChest {
-    /// Exports `batched`'s [`Stats`] with this chest's metrics, read at each scrape (or push):
-    /// `chest_pipeline_{enqueued,restored,written,retried,spooled,replayed,dead_lettered,
-    /// spool_set_aside}_total`, `chest_pipeline_dropped_total{reason}` and the gauges
-    /// `chest_pipeline_{queue_depth,queue_bytes,in_flight,spool_records,spool_batches,spool_bytes}`,
-    /// each labelled `chest="<the wrapped chest's name>"`.
+    /// Exports `batched`'s [`Stats`] with this chest's metrics: the same as
+    /// `register_source(batched.pipeline_metrics())` (see [`PipelineMetrics`] for the metrics).
     ///
-    /// The Prometheus chest keeps a handle on `batched`, so its final figures stay visible after
-    /// [`Batched::shutdown`]. Refused when a batched chest of the same name is registered already
-    /// (their series would clash).
+    /// Refused when a batched chest of the same name is registered already (their series would
+    /// clash).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -192,15 +196,6 @@ impl PrometheusChest {
     /// # Ok(()) }
     /// ```
     pub fn register_batched(&self, batched: &Batched) -> Result<(), Error> {
-        let mut pipelines = self.shared.pipelines_mut();
-        if pipelines.0.iter().any(|b| b.name() == batched.name()) {
-            return Err(Error::Config(format!(
-                "prometheus chest `{}`: a batched chest named `{}` is registered already",
-                self.name(),
-                batched.name()
-            )));
-        }
-        pipelines.0.push(batched.clone());
-        Ok(())
+        self.register_source(batched.pipeline_metrics())
     }
 }
