@@ -2,7 +2,8 @@
 //! `prometheus`): a [`Batched`] chest's [`Stats`], read at every scrape, as `chest_pipeline_*`
 //! metrics labelled by `chest`. The Prometheus chest takes them as any other [`MetricSource`].
 
-use super::{Batched, Dropped, Stats};
+use super::batched::Batched;
+use super::stats::{Dropped, Stats};
 use crate::chests::prometheus::{Figures, MetricSource, PrometheusChest};
 use crate::{Chest, Error};
 

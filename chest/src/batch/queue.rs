@@ -10,9 +10,9 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use super::ledger::{Ledger, Refusal};
+use super::policy::{Durability, OverflowPolicy};
 use super::spool::Totals;
 use super::stats::{LastError, Stats};
-use super::{Durability, OverflowPolicy};
 use crate::{ChestError, Record};
 
 /// The records of one `write` call.

@@ -14,10 +14,10 @@ use tokio::time::{sleep_until, Instant};
 use super::deadletter;
 use super::deliver::{deliver, Delivery};
 use super::ledger::Outcome;
+use super::policy::{Durability, OverflowPolicy};
 use super::queue::{Batch, Queue};
 use super::spool::{Spool, SpoolError, Totals};
 use super::stats::LastError;
-use super::{Durability, OverflowPolicy};
 use crate::{BoxFuture, Chest, Record, RetryPolicy};
 
 /// The longest the worker sleeps while records may be queued: how late it may notice them.

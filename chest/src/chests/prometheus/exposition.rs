@@ -12,7 +12,7 @@ use prometheus_client::encoding::{prometheus_text, text};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::PrometheusChest;
+use super::chest::PrometheusChest;
 use crate::{Chest, Error};
 
 /// A text exposition format: what [`PrometheusChest::encode`] writes.

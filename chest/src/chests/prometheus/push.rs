@@ -16,8 +16,9 @@ use reqwest::Url;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::chest::PrometheusChest;
+use super::exposition::Format;
 use super::names;
-use super::{Format, PrometheusChest};
 use crate::chests::http_client::{
     client_setters, display_url, response_message, ClientSettings, HttpError, Secret,
 };

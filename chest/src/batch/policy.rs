@@ -1,0 +1,32 @@
+//! What a [`Batched`](super::Batched) chest does when it is full, and when a write counts as
+//! accepted.
+
+use std::time::Duration;
+
+/// What to do when memory (and the spool) are full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// Evict the oldest queued records (and, with a full spool, its oldest batches) to make room.
+    #[default]
+    DropOldest,
+    /// Drop the records being written.
+    DropNewest,
+    /// Refuse the records being written: `write` returns an error.
+    Reject,
+    /// Wait up to the timeout for room, then drop the records being written.
+    Block(Duration),
+}
+
+/// When a write counts as accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Accepted once in the memory queue; spooled only on failure, a full queue or shutdown. A
+    /// crash loses what is in memory.
+    #[default]
+    Memory,
+    /// Accepted once in the spool (group commit, `synchronous=FULL`): a crash loses nothing that
+    /// was accepted. Needs a [`spool`](super::BatchedBuilder::spool).
+    Disk,
+}
