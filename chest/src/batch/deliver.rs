@@ -6,13 +6,16 @@ use std::ops::Range;
 
 use tokio::sync::watch;
 
-use crate::{Chest, Record, RetryPolicy};
+use crate::{BatchId, Chest, Record, RetryPolicy, Written};
 
 /// What happened to a batch's records.
 #[derive(Debug, Default)]
 pub(crate) struct Delivery {
-    /// Records the chest accepted.
+    /// Records the chest accepted (those it had stored already included).
     pub written: u64,
+    /// Writes the chest answered with [`Written::AlreadyStored`]: an earlier attempt had stored
+    /// them (its answer lost), so nothing was stored twice.
+    pub already_stored: u64,
     /// Records refused for good (index in the batch, error text).
     pub dead: Vec<(usize, String)>,
     /// Records given up on (retry budget spent, or told to stop), in order.
@@ -23,12 +26,15 @@ pub(crate) struct Delivery {
     pub last_error: Option<String>,
 }
 
-/// Writes `records` to `chest`. Retryable failures are retried until the policy's budget (counted
-/// from the first failure) is spent; a permanent failure splits the failing part in two until the
-/// bad records are alone. When `stop` turns true the delivery ends at once: what is not written
-/// yet, including a write in progress (which may still land: at-least-once), is given up.
+/// Writes `records`, the batch `id`, to `chest`. Retryable failures are retried until the
+/// policy's budget (counted from the first failure) is spent; a permanent failure splits the
+/// failing part in two until the bad records are alone. When `stop` turns true the delivery ends
+/// at once: what is not written yet, including a write in progress (which may still land), is
+/// given up. Every write of a range carries the range's id ([`part_id`]), the same on every
+/// attempt, so a chest that keeps ids stores nothing twice.
 pub(crate) async fn deliver(
     chest: &dyn Chest,
+    id: BatchId,
     records: &[Record],
     policy: &RetryPolicy,
     stop: &mut watch::Receiver<bool>,
@@ -39,14 +45,17 @@ pub(crate) async fn deliver(
     let mut backoff = policy.backoff();
     while let Some(range) = todo.pop_front() {
         let result = tokio::select! {
-            result = chest.write(&records[range.clone()]) => result,
+            result = chest.write_batch(part_id(id, records.len(), &range), &records[range.clone()]) => result,
             _ = stop.wait_for(|stop| *stop) => {
                 todo.push_front(range);
                 break;
             }
         };
         let error = match result {
-            Ok(()) => {
+            Ok(written) => {
+                if written == Written::AlreadyStored {
+                    out.already_stored += 1;
+                }
                 out.written += range.len() as u64;
                 backoff.succeeded();
                 continue;
@@ -76,4 +85,14 @@ pub(crate) async fn deliver(
     }
     out.gave_up = todo.into_iter().collect();
     out
+}
+
+/// The id of records `range` of a batch `id` of `len` records: the batch's own for all of it,
+/// else the part's, derived from it ([`BatchId::part`]).
+pub(crate) fn part_id(id: BatchId, len: usize, range: &Range<usize>) -> BatchId {
+    if range.start == 0 && range.end == len {
+        id
+    } else {
+        id.part(range.start, range.end)
+    }
 }

@@ -196,6 +196,11 @@ impl Ledger {
         self.stats.retried += attempts;
     }
 
+    /// Writes the chest answered with "stored already".
+    pub fn already_stored(&mut self, batches: u64) {
+        self.stats.already_stored += batches;
+    }
+
     /// Something failed (the chest, the spool, the dead-letter file).
     pub fn failed(&mut self, error: LastError) {
         self.stats.last_error = Some(error);

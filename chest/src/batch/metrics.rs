@@ -11,7 +11,7 @@ use crate::{Chest, Error};
 type Figure = (&'static str, &'static str, fn(&Stats) -> u64);
 
 /// Counters: they only grow.
-const COUNTERS: [Figure; 8] = [
+const COUNTERS: [Figure; 9] = [
     (
         "chest_pipeline_enqueued",
         "Records handed to the batched chest",
@@ -31,6 +31,11 @@ const COUNTERS: [Figure; 8] = [
         "chest_pipeline_retried",
         "Write attempts retried after a transient failure",
         |s| s.retried,
+    ),
+    (
+        "chest_pipeline_already_stored",
+        "Batches the wrapped chest had stored already (an earlier attempt's answer was lost): not stored twice",
+        |s| s.already_stored,
     ),
     (
         "chest_pipeline_spooled",

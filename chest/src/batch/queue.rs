@@ -13,7 +13,7 @@ use super::ledger::{Ledger, Refusal};
 use super::policy::{Durability, OverflowPolicy};
 use super::spool::Totals;
 use super::stats::{LastError, Stats};
-use crate::{ChestError, Record};
+use crate::{BatchId, ChestError, Record};
 
 /// The records of one `write` call.
 pub(crate) struct Message {
@@ -29,6 +29,9 @@ pub(crate) struct Message {
 pub(crate) struct Batch {
     /// The order key of the first message.
     pub seq: u64,
+    /// Its identity towards the chest, given when it is first written (or read back from the
+    /// spool with it).
+    pub id: Option<BatchId>,
     pub records: Vec<Record>,
     pub bytes: u64,
     pub acks: Vec<oneshot::Sender<()>>,
@@ -219,6 +222,7 @@ impl Queue {
         let first = state.messages.pop_front()?;
         let mut batch = Batch {
             seq: first.seq,
+            id: None,
             records: first.records,
             bytes: first.bytes,
             acks: first.ack.into_iter().collect(),

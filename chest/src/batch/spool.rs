@@ -2,8 +2,15 @@
 //!
 //! A row holds the batch's records encoded as JSON, each with its value's text form and type name
 //! so that [`Value::from_stored`] gives back the same value, plus the batch's order key (`seq`),
-//! its record count and size, and the times of its oldest and newest record. Rows are replayed
-//! in `(seq, id)` order.
+//! its record count and size, the times of its oldest and newest record, a checksum of the
+//! payload, and its batch id. Rows are replayed in `(seq, id)` order.
+//!
+//! A row's `batch_id` is its identity towards the chest ([`crate::Chest::write_batch`]). Rows
+//! spooled before any attempt to write them have none; when they are loaded to be replayed, the
+//! rows of one replay get one new id, written into them before the first attempt. Rows that carry
+//! an id (given up after an attempt, or loaded before) are replayed alone under that id, so a
+//! write that reached the chest without its answer is recognised, whatever happened in between
+//! (a restart included).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,12 +20,13 @@ use rusqlite::{params, Connection, ErrorCode};
 use serde::Serialize;
 
 use crate::record::{format_utc_micros, time_from_micros};
-use crate::{BoxError, Chest, ChestError, Record, Value};
+use crate::{BatchId, BoxError, Chest, ChestError, Record, Value};
 
 /// `PRAGMA application_id` of a spool file: "chst".
 const APPLICATION_ID: i64 = 0x6368_7374;
-/// `PRAGMA user_version`: the row format.
-const FORMAT_VERSION: i64 = 1;
+/// `PRAGMA user_version`: the row format. Version 1 had no `batch_id` and `checksum` (its files
+/// are upgraded in place when opened).
+const FORMAT_VERSION: i64 = 2;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS chest_spool (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -28,7 +36,9 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS chest_spool (
         first_us INTEGER NOT NULL,
         last_us INTEGER NOT NULL,
         created_us INTEGER NOT NULL,
-        payload TEXT NOT NULL
+        payload TEXT NOT NULL,
+        checksum INTEGER,
+        batch_id TEXT
     );
     CREATE INDEX IF NOT EXISTS chest_spool_order ON chest_spool (seq, id);";
 
@@ -129,6 +139,8 @@ pub(crate) struct Loaded {
     pub ids: Vec<i64>,
     /// The order key of the first row.
     pub seq: u64,
+    /// The batch's id: the rows' own, or the new one given to them.
+    pub batch_id: BatchId,
     pub records: Vec<Record>,
     /// Records in rows that could not be decoded (those rows are deleted).
     pub undecodable: u64,
@@ -269,8 +281,18 @@ impl Spool {
                 let version: i64 = conn
                     .pragma_query_value(None, "user_version", |r| r.get(0))
                     .map_err(|e| self.io_err(e))?;
-                if version != FORMAT_VERSION {
-                    return Err(self.corrupt(format!("unknown spool format {version}")));
+                match version {
+                    FORMAT_VERSION => {}
+                    1 => conn
+                        .execute_batch(
+                            "BEGIN;
+                             ALTER TABLE chest_spool ADD COLUMN checksum INTEGER;
+                             ALTER TABLE chest_spool ADD COLUMN batch_id TEXT;
+                             PRAGMA user_version = 2;
+                             COMMIT;",
+                        )
+                        .map_err(|e| self.io_err(e))?,
+                    _ => return Err(self.corrupt(format!("unknown spool format {version}"))),
                 }
             }
             0 if tables == 0 => {
@@ -362,28 +384,29 @@ impl Spool {
             if loaded.ids.is_empty() {
                 return Ok(report);
             }
-            chest.write(&loaded.records).await?;
-            self.settle(&loaded.ids, &[])?;
+            chest.write_batch(loaded.batch_id, &loaded.records).await?;
+            self.settle(&loaded.ids, Vec::new())?;
             report.batches += loaded.ids.len() as u64;
             report.records += loaded.records.len() as u64;
         }
     }
 
-    /// Appends batches (each with its order key) in one transaction, if they fit under
-    /// `max_bytes`; with `evict`, the oldest batches (except `keep`) are deleted to make room.
-    /// Returns the records evicted and whether the batches were appended (`false`: full).
+    /// Appends batches (each with its order key, and its id if it has been written under one)
+    /// in one transaction, if they fit under `max_bytes`; with `evict`, the oldest batches
+    /// (except `keep`) are deleted to make room. Returns the records evicted and whether the
+    /// batches were appended (`false`: full).
     pub(crate) fn append_bounded(
         &mut self,
-        batches: &[(u64, &[Record])],
+        batches: &[(u64, Option<BatchId>, &[Record])],
         max_bytes: u64,
         evict: bool,
         keep: &[i64],
     ) -> Result<(u64, bool), SpoolError> {
-        let encoded: Vec<(u64, &[Record], String)> = batches
+        let encoded: Vec<Encoded<'_>> = batches
             .iter()
-            .map(|(seq, records)| (*seq, *records, encode(records)))
+            .map(|(seq, id, records)| (*seq, *id, *records, encode(records)))
             .collect();
-        let needed: u64 = encoded.iter().map(|(_, _, p)| p.len() as u64).sum();
+        let needed: u64 = encoded.iter().map(|(_, _, _, p)| p.len() as u64).sum();
         if needed > max_bytes {
             return Ok((0, false));
         }
@@ -399,32 +422,11 @@ impl Spool {
         Ok((evicted, true))
     }
 
-    fn insert(&mut self, batches: &[(u64, &[Record], String)]) -> Result<(), SpoolError> {
-        let now = unix_micros(SystemTime::now());
+    fn insert(&mut self, batches: &[Encoded<'_>]) -> Result<(), SpoolError> {
         let mut added = Totals::default();
         let result = (|| {
             let tx = self.conn.transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO chest_spool (seq, records, bytes, first_us, last_us, created_us, payload)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for (seq, records, payload) in batches {
-                    let (first, last) = time_span(records);
-                    insert.execute(params![
-                        i64::try_from(*seq).unwrap_or(i64::MAX),
-                        records.len() as i64,
-                        payload.len() as i64,
-                        first,
-                        last,
-                        now,
-                        payload
-                    ])?;
-                    added.batches += 1;
-                    added.records += records.len() as u64;
-                    added.bytes += payload.len() as u64;
-                }
-            }
+            added = insert_rows(&tx, batches)?;
             tx.commit()
         })();
         result.map_err(|e| self.io_err(e))?;
@@ -469,8 +471,10 @@ impl Spool {
         Ok(evicted)
     }
 
-    /// Reads the oldest batches, up to `max_records` records and `max_bytes` encoded bytes (at
-    /// least one batch). Batches that cannot be decoded are deleted and counted.
+    /// Reads the oldest batch to replay: the rows of the oldest row's batch id, or, if the
+    /// oldest row has none, the oldest rows without one, up to `max_records` records and
+    /// `max_bytes` encoded bytes (at least one row), which get one new id before this returns.
+    /// Rows that cannot be decoded, or whose checksum does not match, are deleted and counted.
     pub(crate) fn load(
         &mut self,
         max_records: usize,
@@ -479,29 +483,55 @@ impl Spool {
         let mut loaded = Loaded {
             ids: Vec::new(),
             seq: 0,
+            batch_id: BatchId::new(),
             records: Vec::new(),
             undecodable: 0,
         };
         let mut bad = Vec::new();
+        let mut named = false;
         let result = (|| {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, seq, records, bytes, payload FROM chest_spool ORDER BY seq, id",
+                "SELECT id, seq, records, bytes, payload, checksum, batch_id FROM chest_spool \
+                 ORDER BY seq, id",
             )?;
             let mut rows = stmt.query([])?;
             let mut bytes = 0;
             while let Some(row) = rows.next()? {
                 let (id, seq, count, size): (i64, i64, i64, i64) =
                     (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
-                let fits = loaded.records.len() + count.unsigned_abs() as usize <= max_records
-                    && bytes + size.unsigned_abs() <= max_bytes;
-                if !loaded.ids.is_empty() && !fits {
-                    break;
+                let batch_id: Option<String> = row.get(6)?;
+                let batch_id = batch_id.map(|text| text.parse::<BatchId>());
+                if !loaded.ids.is_empty() {
+                    let fits = loaded.records.len() + count.unsigned_abs() as usize <= max_records
+                        && bytes + size.unsigned_abs() <= max_bytes;
+                    // A batch with an id is replayed whole and alone; rows without one are
+                    // gathered up to the limits.
+                    let same = match &batch_id {
+                        Some(Ok(other)) => named && *other == loaded.batch_id,
+                        _ => !named && fits,
+                    };
+                    // A batch's rows are consecutive: named together when loaded, or one row.
+                    if !same {
+                        break;
+                    }
                 }
                 let payload: String = row.get(4)?;
-                match decode(&payload) {
+                let checksum: Option<i64> = row.get(5)?;
+                let decoded = match (&batch_id, checksum) {
+                    (Some(Err(e)), _) => Err(e.to_string()),
+                    (_, Some(sum)) if sum != payload_checksum(&payload) => {
+                        Err("its checksum does not match its payload".to_owned())
+                    }
+                    _ => decode(&payload),
+                };
+                match decoded {
                     Ok(records) => {
                         if loaded.ids.is_empty() {
                             loaded.seq = seq.unsigned_abs();
+                            if let Some(Ok(id)) = batch_id {
+                                loaded.batch_id = id;
+                                named = true;
+                            }
                         }
                         loaded.ids.push(id);
                         loaded.records.extend(records);
@@ -509,7 +539,7 @@ impl Spool {
                     }
                     Err(reason) => {
                         tracing::error!(target: "chest", spool = %self.path.display(), batch = id,
-                            records = count, %reason, "spool batch cannot be decoded; removed");
+                            records = count, %reason, "spool batch cannot be read; removed");
                         bad.push(id);
                         loaded.undecodable += count.unsigned_abs();
                     }
@@ -519,36 +549,88 @@ impl Spool {
         })();
         result.map_err(|e| self.io_err(e))?;
         if !bad.is_empty() {
-            self.settle(&bad, &[])?;
+            self.settle(&bad, Vec::new())?;
+        }
+        if !named && !loaded.ids.is_empty() {
+            // The id is kept before the first attempt: a replay after a crash uses it again.
+            let id = loaded.batch_id.to_string();
+            let result = (|| {
+                let tx = self.conn.transaction()?;
+                {
+                    let mut name =
+                        tx.prepare_cached("UPDATE chest_spool SET batch_id = ?1 WHERE id = ?2")?;
+                    for row in &loaded.ids {
+                        name.execute(params![id, row])?;
+                    }
+                }
+                tx.commit()
+            })();
+            result.map_err(|e| self.io_err(e))?;
         }
         Ok(loaded)
     }
 
-    /// Finishes loaded batches: `remaining` (the records still to write, in order) replaces the
-    /// first batch's records and the other batches are deleted; with nothing remaining, all are.
-    pub(crate) fn settle(&mut self, ids: &[i64], remaining: &[Record]) -> Result<(), SpoolError> {
-        let (keep, delete) = match ids.split_first() {
-            Some((first, rest)) if !remaining.is_empty() => (Some(*first), rest),
-            _ => (None, ids),
-        };
+    /// Finishes a loaded batch: its rows are deleted and `remaining` (the parts still to write,
+    /// each with its id, in order) takes their place, in one transaction.
+    pub(crate) fn settle(
+        &mut self,
+        ids: &[i64],
+        remaining: Vec<(u64, BatchId, Vec<Record>)>,
+    ) -> Result<(), SpoolError> {
+        let encoded: Vec<Encoded<'_>> = remaining
+            .iter()
+            .map(|(seq, id, records)| (*seq, Some(*id), &records[..], encode(records)))
+            .collect();
         let result = (|| {
             let tx = self.conn.transaction()?;
-            if let Some(id) = keep {
-                let payload = encode(remaining);
-                let (first, last) = time_span(remaining);
-                tx.execute(
-                    "UPDATE chest_spool SET records = ?1, bytes = ?2, first_us = ?3, last_us = ?4, payload = ?5
-                     WHERE id = ?6",
-                    params![remaining.len() as i64, payload.len() as i64, first, last, payload, id],
-                )?;
-            }
-            delete_rows(&tx, delete)?;
+            delete_rows(&tx, ids)?;
+            insert_rows(&tx, &encoded)?;
             tx.commit()
         })();
         result.map_err(|e| self.io_err(e))?;
         self.totals = self.count()?;
         Ok(())
     }
+}
+
+/// A batch to append: order key, id (if written under one), records and their encoding.
+type Encoded<'a> = (u64, Option<BatchId>, &'a [Record], String);
+
+/// Inserts rows; what they add to the totals.
+fn insert_rows(conn: &Connection, batches: &[Encoded<'_>]) -> rusqlite::Result<Totals> {
+    let now = unix_micros(SystemTime::now());
+    let mut added = Totals::default();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO chest_spool (seq, records, bytes, first_us, last_us, created_us, payload, \
+         checksum, batch_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for (seq, id, records, payload) in batches {
+        let (first, last) = time_span(records);
+        insert.execute(params![
+            i64::try_from(*seq).unwrap_or(i64::MAX),
+            records.len() as i64,
+            payload.len() as i64,
+            first,
+            last,
+            now,
+            payload,
+            payload_checksum(payload),
+            id.map(|id| id.to_string()),
+        ])?;
+        added.batches += 1;
+        added.records += records.len() as u64;
+        added.bytes += payload.len() as u64;
+    }
+    Ok(added)
+}
+
+/// FNV-1a (64 bits) of a payload, as SQLite's signed integer: catches a row whose payload was
+/// damaged (SQLite checks its pages' structure, not their content).
+fn payload_checksum(payload: &str) -> i64 {
+    let hash = payload.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    hash as i64
 }
 
 fn delete_rows(conn: &Connection, ids: &[i64]) -> rusqlite::Result<()> {
@@ -680,7 +762,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path().join("s.db")).unwrap();
         let r = |id: &str| Record::new(id, "n", 1, "GET", None);
-        let batches = [(5, &[r("b")][..]), (2, &[r("a"), r("a2")][..])];
+        let batches = [(5, None, &[r("b")][..]), (2, None, &[r("a"), r("a2")][..])];
         assert_eq!(
             spool
                 .append_bounded(&batches, u64::MAX, false, &[])
@@ -698,15 +780,97 @@ mod tests {
         assert_eq!(loaded.seq, 2);
         assert_eq!(loaded.records.len(), 2);
         assert_eq!(&*loaded.records[0].request_id, "a");
-        spool.settle(&loaded.ids, &loaded.records[1..]).unwrap();
+        let part = loaded.batch_id.part(1, 2);
+        spool
+            .settle(&loaded.ids, vec![(2, part, loaded.records[1..].to_vec())])
+            .unwrap();
         assert_eq!(spool.totals().records, 2);
+        // The part keeps its id and is replayed alone, not with the fresh row after it.
         let loaded = spool.load(10, u64::MAX).unwrap();
         let ids: Vec<&str> = loaded.records.iter().map(|r| &*r.request_id).collect();
-        assert_eq!(ids, ["a2", "b"]);
+        assert_eq!((ids, loaded.batch_id), (vec!["a2"], part));
+        spool.settle(&loaded.ids, Vec::new()).unwrap();
+        let loaded = spool.load(10, u64::MAX).unwrap();
+        assert_eq!(&*loaded.records[0].request_id, "b");
         assert_eq!(
             spool.evict_oldest(u64::MAX / 2, u64::MAX / 2, &[]).unwrap(),
-            2
+            1
         );
         assert_eq!(spool.totals(), Totals::default());
+    }
+
+    /// Rows loaded for a replay keep the id they were given: after a crash (the file opened
+    /// again) the same rows are replayed under the same id, even with new rows behind them.
+    #[test]
+    fn a_replay_keeps_its_id_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let r = |id: &str| Record::new(id, "n", 1, "GET", None);
+        let mut spool = Spool::open(&path).unwrap();
+        let fresh = [(1, None, &[r("a")][..]), (2, None, &[r("b")][..])];
+        spool.append_bounded(&fresh, u64::MAX, false, &[]).unwrap();
+        let first = spool.load(10, u64::MAX).unwrap();
+        assert_eq!(first.records.len(), 2);
+        drop(spool);
+        let mut spool = Spool::open(&path).unwrap();
+        spool
+            .append_bounded(&[(3, None, &[r("c")][..])], u64::MAX, false, &[])
+            .unwrap();
+        let again = spool.load(10, u64::MAX).unwrap();
+        assert_eq!(again.batch_id, first.batch_id);
+        assert_eq!(again.ids, first.ids);
+        assert_eq!(again.records, first.records);
+    }
+
+    /// A row whose payload no longer matches its checksum is removed and counted, never
+    /// replayed; the other rows are.
+    #[test]
+    fn damaged_rows_are_set_apart_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let r = |id: &str| Record::new(id, "n", 1, "GET", None);
+        let mut spool = Spool::open(&path).unwrap();
+        let rows = [(1, None, &[r("a")][..]), (2, None, &[r("b"), r("b2")][..])];
+        spool.append_bounded(&rows, u64::MAX, false, &[]).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE chest_spool SET payload = replace(payload, '\"a\"', '\"x\"') WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        let loaded = spool.load(10, u64::MAX).unwrap();
+        assert_eq!(loaded.undecodable, 1);
+        let ids: Vec<&str> = loaded.records.iter().map(|r| &*r.request_id).collect();
+        assert_eq!(ids, ["b", "b2"]);
+    }
+
+    /// A spool of the first format (no batch ids, no checksums) is upgraded and replayed.
+    #[test]
+    fn first_format_spools_are_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        let v1 = SCHEMA.replace(",\n        checksum INTEGER,\n        batch_id TEXT", "");
+        assert!(!v1.contains("batch_id"), "{v1}");
+        conn.execute_batch(&v1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let payload = encode(&[Record::new("old", "n", 1, "GET", None)]);
+        conn.execute(
+            "INSERT INTO chest_spool (seq, records, bytes, first_us, last_us, created_us, payload)
+             VALUES (1, 1, ?1, 0, 0, 0, ?2)",
+            params![payload.len() as i64, payload],
+        )
+        .unwrap();
+        drop(conn);
+        let mut spool = Spool::open(&path).unwrap();
+        let loaded = spool.load(10, u64::MAX).unwrap();
+        assert_eq!(&*loaded.records[0].request_id, "old");
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
     }
 }

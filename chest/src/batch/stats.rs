@@ -52,6 +52,10 @@ pub struct Stats {
     pub written: u64,
     /// Write attempts that failed with a retryable error and were tried again.
     pub retried: u64,
+    /// Batches (or parts of one) the wrapped chest recognised as stored already: an earlier
+    /// attempt had reached it without its answer coming back, and nothing was stored twice (see
+    /// [`Chest::write_batch`](crate::Chest::write_batch)). Their records count in `written`.
+    pub already_stored: u64,
     /// Records put into the spool (a record spooled twice counts twice).
     pub spooled: u64,
     /// Records read back from the spool and settled (written or dead-lettered).

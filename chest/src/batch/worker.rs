@@ -12,13 +12,13 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
 use super::deadletter;
-use super::deliver::{deliver, Delivery};
+use super::deliver::{deliver, part_id, Delivery};
 use super::ledger::Outcome;
 use super::policy::{Durability, OverflowPolicy};
 use super::queue::{Batch, Queue};
 use super::spool::{Spool, SpoolError, Totals};
 use super::stats::LastError;
-use crate::{BoxFuture, Chest, Record, RetryPolicy};
+use crate::{BatchId, BoxFuture, Chest, Record, RetryPolicy};
 
 /// The longest the worker sleeps while records may be queued: how late it may notice them.
 const TICK: Duration = Duration::from_millis(50);
@@ -223,8 +223,9 @@ impl Worker {
         let chest = self.chest.clone();
         let retry = self.retry;
         let mut stop = self.stop.subscribe();
+        let id = *batch.id.get_or_insert_with(BatchId::new);
         self.deliveries.push(Box::pin(async move {
-            let delivery = deliver(&*chest, &batch.records, &retry, &mut stop).await;
+            let delivery = deliver(&*chest, id, &batch.records, &retry, &mut stop).await;
             Settled {
                 origin,
                 batch,
@@ -268,6 +269,7 @@ impl Worker {
         };
         let batch = Batch {
             seq: loaded.seq,
+            id: Some(loaded.batch_id),
             records: loaded.records,
             bytes,
             acks: Vec::new(),
@@ -362,8 +364,10 @@ impl Worker {
         let shared = batches.clone();
         let result = self
             .with_spool(move |s| {
-                let list: Vec<(u64, &[Record])> =
-                    shared.iter().map(|b| (b.seq, &b.records[..])).collect();
+                let list: Vec<(u64, Option<BatchId>, &[Record])> = shared
+                    .iter()
+                    .map(|b| (b.seq, b.id, &b.records[..]))
+                    .collect();
                 s.append_bounded(&list, max, evict, &keep)
             })
             .await;
@@ -457,34 +461,46 @@ impl Worker {
             refused: delivery.dead.len() as u64,
             dead_lettered: self.dead_letter(&batch.records, &delivery.dead).await,
         };
-        let rest = batch.part(&delivery.gave_up);
+        let rest = batch.parts(&delivery.gave_up);
         let last_error = delivery.last_error.map(LastError::now);
         self.queue.update(|s| {
             s.ledger.retried(delivery.retries);
+            s.ledger.already_stored(delivery.already_stored);
             if let Some(error) = last_error {
                 s.ledger.failed(error);
             }
         });
-        let gave_up = !rest.records.is_empty();
+        let gave_up = !rest.is_empty();
         match origin {
             Origin::Spool { ids, generation } if generation == self.spool.generation => {
-                self.settle_replay(ids, outcome, rest.records).await;
+                let remaining = rest
+                    .into_iter()
+                    .map(|part| (part.seq, part.id.unwrap_or_default(), part.records))
+                    .collect();
+                self.settle_replay(ids, outcome, remaining).await;
             }
             // From memory, or from a spool file set aside meanwhile (its records moved to
             // flight then).
             _ => {
-                let settled_bytes = batch.bytes.saturating_sub(rest.bytes);
+                let rest_bytes: u64 = rest.iter().map(|part| part.bytes).sum();
+                let settled_bytes = batch.bytes.saturating_sub(rest_bytes);
                 self.settle_flight(outcome, settled_bytes, rest).await;
             }
         }
         self.pause_if_down(gave_up);
     }
 
-    /// A replayed spool batch settled: its rows are updated (`remaining` replaces them), then
-    /// the settled records leave the spool in the books. If the rows could not be updated they
-    /// will be replayed again (at-least-once), so their records stay counted in the spool.
-    async fn settle_replay(&mut self, ids: Vec<i64>, outcome: Outcome, remaining: Vec<Record>) {
-        let result = self.with_spool(move |s| s.settle(&ids, &remaining)).await;
+    /// A replayed spool batch settled: its rows are replaced by `remaining` (the parts given up,
+    /// each with its id), then the settled records leave the spool in the books. If the rows
+    /// could not be updated they will be replayed again under the same id (a chest that keeps
+    /// ids stores nothing twice), so their records stay counted in the spool.
+    async fn settle_replay(
+        &mut self,
+        ids: Vec<i64>,
+        outcome: Outcome,
+        remaining: Vec<(u64, BatchId, Vec<Record>)>,
+    ) {
+        let result = self.with_spool(move |s| s.settle(&ids, remaining)).await;
         if let Some(Ok(((), totals))) = result {
             self.queue.update(|s| {
                 s.ledger.replayed(outcome);
@@ -497,14 +513,14 @@ impl Worker {
     }
 
     /// A batch in flight settled (`bytes`: those of its settled records): they leave flight,
-    /// and `rest`, given up, goes to the spool or, if none takes it, is held to be delivered
-    /// first.
-    async fn settle_flight(&mut self, outcome: Outcome, bytes: u64, rest: Batch) {
+    /// and `rest`, the parts given up (each with its id), goes to the spool or, if none takes
+    /// it, is held to be delivered first.
+    async fn settle_flight(&mut self, outcome: Outcome, bytes: u64, rest: Vec<Batch>) {
         self.queue.update(|s| s.ledger.delivered(outcome, bytes));
-        if rest.records.is_empty() {
+        if rest.is_empty() {
             return;
         }
-        let unspooled = self.spool_batches(vec![rest]).await;
+        let unspooled = self.spool_batches(rest).await;
         for batch in unspooled.into_iter().rev() {
             self.held.push_front(batch);
         }
@@ -591,25 +607,31 @@ impl Worker {
 }
 
 impl Batch {
-    /// The records of `ranges`, in order, as a batch of their own (same order key, no acks).
-    fn part(&self, ranges: &[Range<usize>]) -> Batch {
-        let records: Vec<Record> = ranges
+    /// The records of each of `ranges`, in order, as batches of their own: same order key, no
+    /// acks, and each the id its writes carried ([`part_id`]), so that a retry is recognised.
+    fn parts(&self, ranges: &[Range<usize>]) -> Vec<Batch> {
+        let id = self.id.unwrap_or_default();
+        ranges
             .iter()
-            .flat_map(|range| self.records[range.clone()].iter().cloned())
-            .collect();
-        let bytes = records.iter().map(|r| r.approx_size() as u64).sum();
-        Batch {
-            seq: self.seq,
-            records,
-            bytes,
-            acks: Vec::new(),
-        }
+            .filter(|range| !range.is_empty())
+            .map(|range| {
+                let records = self.records[range.clone()].to_vec();
+                Batch {
+                    seq: self.seq,
+                    id: Some(part_id(id, self.records.len(), range)),
+                    bytes: records.iter().map(|r| r.approx_size() as u64).sum(),
+                    records,
+                    acks: Vec::new(),
+                }
+            })
+            .collect()
     }
 
     /// A copy (the records are cheap to clone: their strings are shared).
     fn duplicate(&self) -> Batch {
         Batch {
             seq: self.seq,
+            id: self.id,
             records: self.records.clone(),
             bytes: self.bytes,
             acks: Vec::new(),
