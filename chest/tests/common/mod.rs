@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests. Each test file includes it with `mod common;`.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod proxy;
+
 /// The URL of a real server the test needs, from the environment variable `var` (set by
 /// `eval "$(scripts/services start)"`). Under `CI=true` a missing variable fails the test;
 /// elsewhere the test is skipped, loudly.
