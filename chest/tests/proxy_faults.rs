@@ -183,9 +183,13 @@ struct Rig<T: Target> {
 
 impl<T: Target> Rig<T> {
     async fn new(url: &str, test: &str) -> Self {
+        Self::with_connections(url, test, 1).await
+    }
+
+    async fn with_connections(url: &str, test: &str, connections: u32) -> Self {
         let (proxy, proxied) = Proxy::in_front_of(url).await;
         let table = unique_table(test);
-        let chest = T::build(&plaintext(&proxied), &table, 1)
+        let chest = T::build(&plaintext(&proxied), &table, connections)
             .await
             .expect("a chest through the proxy");
         let admin = T::admin(url).await;
@@ -264,6 +268,93 @@ async fn lost_commit_answer<T: Target>(url: &str) {
         "today the retry of a write whose commit answer was lost duplicates its 10 rows",
     )
     .await;
+}
+
+/// The same lost answer under a batch id: the retry is recognised, and the rows are stored once.
+async fn lost_commit_answer_of_a_batch<T: Target>(url: &str) {
+    use chest::{BatchId, Chest, Written};
+
+    let rig = Rig::<T>::new(url, "swallow_id").await;
+    let batch = records("lost", BATCH, 1);
+    let id = BatchId::new();
+    rig.proxy.swallow_commits(SwallowPlan::Next(1));
+    let error = rig
+        .chest
+        .write_batch(id, &batch)
+        .await
+        .expect_err("the answer was swallowed");
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(rig.counts().await, (10, 10), "the server did not commit");
+    let retry = rig.chest.write_batch(id, &batch).await.expect("the retry");
+    assert_eq!(retry, Written::AlreadyStored);
+    assert_eq!(rig.proxy.stats().commits_swallowed, 1);
+    rig.finish((10, 10), "the retry of a batch stored it twice")
+        .await;
+}
+
+/// Concurrent requests through [`Batched`](chest::batch::Batched) while the proxy swallows the
+/// answer to every third commit and cuts every connection now and then: every record of every
+/// request is stored exactly once, no writer sees an error, and the books balance.
+async fn batched_load_under_faults<T: Target>(url: &str) {
+    use chest::batch::Batched;
+    use chest::{Chest, RetryPolicy};
+
+    const TASKS: usize = 8;
+    const REQUESTS: usize = 250;
+    const VARS: usize = 2;
+    let rig = Rig::<T>::with_connections(url, "load_faults", 4).await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut retry = RetryPolicy::new(Duration::from_millis(5), Duration::from_millis(100));
+    retry.budget = Some(Duration::from_secs(60));
+    let batched = Batched::builder(rig.chest.clone())
+        .max_batch_records(100)
+        .linger(Duration::from_millis(5))
+        .max_in_flight(2)
+        .retry_policy(retry)
+        .spool(spool.path().join("spool.db"))
+        .build()
+        .unwrap();
+    rig.proxy.swallow_commits(SwallowPlan::EveryKth(3));
+    let producers = (0..TASKS).map(|task| {
+        let batched = batched.clone();
+        tokio::spawn(async move {
+            for n in 0..REQUESTS {
+                let id = format!("t{task}-r{n}");
+                let records: Vec<Record> = (0..VARS)
+                    .map(|v| Record::new(id.as_str(), format!("v{v}"), n as i64, "POST", None))
+                    .collect();
+                batched
+                    .write(&records)
+                    .await
+                    .expect("a writer saw an error");
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        })
+    });
+    let cutter = async {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            rig.proxy.cut_all();
+        }
+    };
+    let (done, ()) = tokio::join!(futures_util::future::join_all(producers), cutter);
+    done.into_iter().for_each(|task| task.unwrap());
+    let stats = batched.shutdown(Duration::from_secs(60)).await;
+    let proxy = rig.proxy.stats();
+    let total = (TASKS * REQUESTS * VARS) as u64;
+    assert!(proxy.commits_swallowed >= 3, "too few faults: {proxy:?}");
+    assert!(proxy.cut >= 1, "no cut: {proxy:?}");
+    assert!(stats.is_balanced(), "{stats:?}");
+    assert_eq!((stats.enqueued, stats.written), (total, total), "{stats:?}");
+    assert_eq!(stats.dropped.total() + stats.dead_lettered, 0, "{stats:?}");
+    assert!(
+        stats.already_stored >= 1,
+        "no retry was recognised as stored, though {} answers were swallowed: {stats:?}",
+        proxy.commits_swallowed
+    );
+    let total = total as i64;
+    rig.finish((total, total), "a record was lost or stored twice")
+        .await;
 }
 
 /// Three times in a stream of writes, a write's connection is cut while its insert waits for an
@@ -382,6 +473,8 @@ macro_rules! server_tests {
 
             server_tests!(@tests $target, $var, [
                 lost_commit_answer,
+                lost_commit_answer_of_a_batch,
+                batched_load_under_faults,
                 cut_connections,
                 outage,
                 slow_answers

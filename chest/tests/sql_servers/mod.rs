@@ -326,16 +326,19 @@ impl Admin {
     }
 
     pub async fn drop_table(&self, table: &str) {
-        match self {
-            #[cfg(feature = "mysql")]
-            Admin::MySql(_) => {
-                self.execute(format!("DROP TABLE IF EXISTS `{table}`"))
-                    .await
-            }
-            #[cfg(feature = "postgres")]
-            Admin::Postgres(_) => {
-                self.execute(format!("DROP TABLE IF EXISTS \"{table}\""))
-                    .await
+        // The chest's table and the batch ids beside it.
+        for table in [table.to_owned(), format!("{table}_batches")] {
+            match self {
+                #[cfg(feature = "mysql")]
+                Admin::MySql(_) => {
+                    self.execute(format!("DROP TABLE IF EXISTS `{table}`"))
+                        .await
+                }
+                #[cfg(feature = "postgres")]
+                Admin::Postgres(_) => {
+                    self.execute(format!("DROP TABLE IF EXISTS \"{table}\""))
+                        .await
+                }
             }
         }
     }
@@ -873,8 +876,7 @@ pub async fn batches_are_stored_once<T: Target>(url: &str, quote: char) {
         q(&table)
     );
     assert_eq!(admin.scalar(flask).await, 40);
-    admin.execute(format!("DROP TABLE {}", q(&table))).await;
-    admin.execute(format!("DROP TABLE {}", q(&batches))).await;
+    admin.drop_table(&table).await;
 }
 
 /// An existing table without chest's columns is refused (by the chest and by the reader), naming
