@@ -472,3 +472,118 @@ async fn batches_carry_an_idempotency_key() {
     assert_eq!(got[0].body, got[1].body);
     assert!(got[2].headers.get("idempotency-key").is_none());
 }
+
+/// A receiver that reads each request whole and, the first time it sees an `Idempotency-Key`,
+/// closes the connection without answering (as if the answer were lost); later requests with
+/// that key get a 200. Returns its URL and what it read: (key, body) per request.
+async fn forgetful_receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0; 8192];
+                loop {
+                    let Ok(n) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+                    };
+                    let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+                    if buffer.len() < end + 4 + length {
+                        continue;
+                    }
+                    let key = header("idempotency-key").unwrap_or_default();
+                    let body = buffer[end + 4..end + 4 + length].to_vec();
+                    buffer.drain(..end + 4 + length);
+                    let first = {
+                        let mut log = log.lock().unwrap();
+                        let first = !log.iter().any(|(k, _)| *k == key);
+                        log.push((key, body));
+                        first
+                    };
+                    if first {
+                        return; // The body was read; the answer is "lost".
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Through `Batched`, every batch's first answer lost: each batch is sent again with the same
+/// key and the same body, so a receiver that keeps keys stores each batch once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_batches_repeat_their_key_and_body() {
+    use chest::batch::Batched;
+    use chest::RetryPolicy;
+
+    let (url, seen) = forgetful_receiver().await;
+    let chest = HttpChest::builder(url).build().unwrap();
+    let batched = Batched::builder(chest)
+        .max_batch_records(10)
+        .linger(Duration::from_millis(5))
+        .retry_policy(RetryPolicy::new(
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ))
+        .build()
+        .unwrap();
+    for n in 0..100 {
+        let id = format!("req-{n}");
+        batched
+            .write(&[Record::new(id.as_str(), "n", n, "GET", None)])
+            .await
+            .unwrap();
+    }
+    let stats = batched.shutdown(Duration::from_secs(30)).await;
+    assert_eq!((stats.written, stats.enqueued), (100, 100), "{stats:?}");
+    assert!(stats.is_balanced(), "{stats:?}");
+    let seen = seen.lock().unwrap().clone();
+    let mut by_key: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for (key, body) in seen {
+        assert_eq!(key.len(), 32, "no idempotency key: {key:?}");
+        by_key.entry(key).or_default().push(body);
+    }
+    let mut records = 0;
+    for (key, bodies) in &by_key {
+        assert!(
+            bodies.len() >= 2,
+            "{key}: its first answer was lost, yet it was sent once"
+        );
+        assert!(
+            bodies.iter().all(|b| b == &bodies[0]),
+            "{key}: the retry changed the body"
+        );
+        records += serde_json::from_slice::<serde_json::Value>(&bodies[0])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    assert_eq!(
+        records, 100,
+        "the batches under distinct keys do not hold each record once"
+    );
+}
