@@ -3,10 +3,12 @@
 //! Reads a chest's rows (SQLite, MySQL/MariaDB or PostgreSQL) in `unique_id` order and writes
 //! them to any chest URL in batches. After the target acknowledges a batch, one transaction on
 //! the source moves the checkpoint (a row per target in the `chest_export_checkpoint` table beside
-//! the source table) and, with `--delete`, removes exactly the rows of that batch. So an interrupted export resumes after the last
-//! acknowledged batch: no gaps, and no duplicates unless the process dies between the target's
-//! acknowledgement and that commit (then the one batch is sent again; InfluxDB and
-//! VictoriaMetrics overwrite identical points).
+//! the source table) and, with `--delete`, removes exactly the rows of that batch. So an
+//! interrupted export resumes after the last acknowledged batch, with no gaps. Each batch has a
+//! [`BatchId`], noted in `chest_export_pending` before it is sent: if the process dies between
+//! the target's acknowledgement and the checkpoint, the next run sends the same rows under the
+//! same id first, and a target that keeps ids (the SQL chests; an HTTP receiver honouring
+//! `Idempotency-Key`) stores them once. InfluxDB and VictoriaMetrics overwrite identical points.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chest::read::{Filter, Reader};
-use chest::{Chest, ChestError, ErrorKind, Record, RetryPolicy};
+use chest::{BatchId, Chest, ChestError, ErrorKind, Record, RetryPolicy, Written};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::CliError;
@@ -56,7 +58,9 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(set_on_signal(stop.clone()));
 
-    let mut last = reader.checkpoint(target.name()).await?;
+    let consumer = target.name().to_owned();
+    let at = reader.checkpoint(&consumer).await?;
+    let mut last = at.last_id;
     let progress = Progress::new(reader.count_after(last).await?);
     tracing::info!(
         target: "chest::export",
@@ -65,15 +69,33 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
         resume_after = last,
         "export started"
     );
+    // A batch sent before the last run stopped, maybe acknowledged without the checkpoint
+    // moving: the same rows again, under the same id, so a target that keeps ids stores them once.
+    let mut pending = at.pending;
     while !stop.load(Ordering::Relaxed) {
-        let rows = reader
-            .query(&Filter {
-                after_id: Some(last),
-                limit: Some(args.batch),
-                ..Filter::default()
-            })
-            .await?;
+        let (rows, id, resent) = match pending.take() {
+            Some((to, id)) => {
+                let filter = Filter {
+                    after_id: Some(last),
+                    until_id: Some(to),
+                    ..Filter::default()
+                };
+                tracing::info!(target: "chest::export", batch = %id, to, "sending again the batch of the last run");
+                (reader.query(&filter).await?, id, true)
+            }
+            None => {
+                let filter = Filter {
+                    after_id: Some(last),
+                    limit: Some(args.batch),
+                    ..Filter::default()
+                };
+                (reader.query(&filter).await?, BatchId::new(), false)
+            }
+        };
         let Some(newest) = rows.last().map(|r| r.unique_id) else {
+            if resent {
+                continue; // Its rows are gone (deleted by hand): nothing to send again.
+            }
             if !args.follow {
                 break;
             }
@@ -82,8 +104,9 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
             continue;
         };
         let records: Vec<Record> = rows.into_iter().map(|r| r.record).collect();
-        write_with_retries(&*target, &records, &stop).await?;
-        reader.advance(target.name(), newest, args.delete).await?;
+        reader.begin(&consumer, newest, id).await?;
+        write_with_retries(&*target, id, &records, &stop).await?;
+        reader.advance(&consumer, newest, args.delete).await?;
         last = newest;
         progress.advance(records.len() as u64);
     }
@@ -98,14 +121,15 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
 /// doubling to 30 s, or the target's `Retry-After`. A stop signal ends the retries.
 async fn write_with_retries(
     target: &dyn Chest,
+    id: BatchId,
     records: &[Record],
     stop: &AtomicBool,
-) -> Result<(), ChestError> {
+) -> Result<Written, ChestError> {
     let mut policy = RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(30));
     policy.max_attempts = Some(8);
     policy
         .retry(
-            || target.write(records),
+            || target.write_batch(id, records),
             // Interrupted: no more retries, the batch is not checkpointed.
             |e: &ChestError| {
                 if stop.load(Ordering::Relaxed) {

@@ -60,8 +60,8 @@ pub async fn query(args: &QueryArgs) -> Result<(), CliError> {
     let filter = Filter {
         request_id: args.request_id.clone(),
         name: args.name.clone(),
-        after_id: None,
         limit: args.limit,
+        ..Filter::default()
     };
     let rows = reader.query(&filter).await;
     reader.close().await;

@@ -588,7 +588,8 @@ async fn export_reads_server_urls_and_resumes_from_their_checkpoint() {
         assert_eq!(reader.count_after(0).await.unwrap(), 0, "{var}: deleted");
         let consumer = chest::open(&target).await.unwrap().name().to_owned();
         let checkpoint = reader.checkpoint(&consumer).await.unwrap();
-        assert!(checkpoint >= 400, "{var}: checkpoint {checkpoint}");
+        assert!(checkpoint.last_id >= 400, "{var}: {checkpoint:?}");
+        assert_eq!(checkpoint.pending, None, "{var}: a batch left pending");
         reader.close().await;
 
         let cleanup = [

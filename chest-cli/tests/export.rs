@@ -146,3 +146,129 @@ async fn interrupted_follow_resumes_without_gaps_or_duplicates() {
         TOTAL
     );
 }
+
+/// The exporter dies after the target acknowledged a batch and before the checkpoint moved (the
+/// source is locked by the test at that moment, then the process is killed): the next run sends
+/// exactly that batch again, under the same `Idempotency-Key` and with the same body, then goes
+/// on. A receiver that keeps keys stores every record once.
+#[tokio::test]
+async fn a_crash_between_acknowledgement_and_checkpoint_resends_the_same_batch() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.db");
+    fill(&src, 0, 300).await;
+    // The receiver: records (key, body); on the second request it locks the source, then answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+    let seen: Requests = Arc::default();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let lock_holder: Arc<Mutex<Option<rusqlite::Connection>>> = Arc::default();
+    {
+        let (seen, lock_holder, src) = (seen.clone(), lock_holder.clone(), src.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let (mut key, mut length) = (String::new(), 0);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let lower = line.to_lowercase();
+                        if let Some(v) = lower.strip_prefix("idempotency-key:") {
+                            key = v.trim().to_owned();
+                        }
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if line != "\r\n" {
+                        break; // The connection ended.
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let second = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push((key, body));
+                        seen.len() == 2
+                    };
+                    if second {
+                        let conn = rusqlite::Connection::open(&src).unwrap();
+                        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+                        *lock_holder.lock().unwrap() = Some(conn);
+                        locked_tx.send(()).unwrap();
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(ok).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+    let export = |url: &str| {
+        Command::new(CHEST)
+            .args(["export", "--from"])
+            .arg(format!("sqlite://{}", src.display()))
+            .args(["--to", url, "--batch", "100"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = export(&url);
+    locked_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the exporter never sent a second batch");
+    // The exporter now waits for the lock to move its checkpoint: kill it there.
+    std::thread::sleep(Duration::from_millis(300));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    lock_holder.lock().unwrap().take(); // Rolls back, releasing the source.
+    let second = export(&url).wait_with_output().unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys.len(), 4, "batches sent: {keys:?}");
+    assert_eq!(
+        keys[1], keys[2],
+        "the unacknowledged batch went under another key"
+    );
+    assert_eq!(
+        seen[1].1, seen[2].1,
+        "the batch sent again has another body"
+    );
+    let distinct: std::collections::BTreeSet<&str> = keys.iter().copied().collect();
+    assert_eq!(distinct.len(), 3);
+    // Stored once per key, the receiver has every record exactly once.
+    let mut ids = std::collections::BTreeSet::new();
+    let mut stored = std::collections::BTreeSet::new();
+    for (key, body) in &seen {
+        if !stored.insert(key) {
+            continue;
+        }
+        let records: serde_json::Value = serde_json::from_slice(body).unwrap();
+        for record in records.as_array().unwrap() {
+            assert!(ids.insert(record["request_id"].as_str().unwrap().to_owned()));
+        }
+    }
+    assert_eq!(ids.len(), 300);
+    assert_eq!(
+        count(&src, "SELECT last_id FROM chest_export_checkpoint"),
+        300
+    );
+    assert_eq!(count(&src, "SELECT COUNT(*) FROM chest_export_pending"), 0);
+}

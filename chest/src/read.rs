@@ -1,7 +1,7 @@
 //! Reading back what chests stored: for the `chest` CLI, exports and tests. [`Reader`] opens
 //! any chest whose backend can read back (SQLite, MySQL/MariaDB, PostgreSQL) from its URL.
 
-pub use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, VarSummary};
+pub use crate::stored::{Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, VarSummary};
 use crate::url::ChestUrl;
 use crate::Error;
 
@@ -107,29 +107,42 @@ impl Reader {
         self.inner.count_after(after_id).await
     }
 
-    /// The highest `unique_id` acknowledged for `consumer` by [`advance`](Self::advance), 0 when
-    /// none is (`chest export` names its consumer after its target). The first call makes the
-    /// checkpoint table (`chest_export_checkpoint`) beside the chest's table if it is missing.
+    /// Where `consumer` stands: the highest `unique_id` acknowledged by
+    /// [`advance`](Self::advance) (0 when none is), and the batch announced by
+    /// [`begin`](Self::begin) and not yet acknowledged (`chest export` names its consumer after
+    /// its target). The first call makes the checkpoint tables (`chest_export_checkpoint`,
+    /// `chest_export_pending`) beside the chest's table if they are missing.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), chest::Error> {
     /// use chest::read::{Filter, Reader};
     ///
     /// let reader = Reader::open("sqlite://chest.db").await?;
-    /// let after = reader.checkpoint("my-exporter").await?;
-    /// let rows = reader.query(&Filter { after_id: Some(after), limit: Some(500), ..Default::default() }).await?;
-    /// // ... hand `rows` to their destination, then, once it acknowledged them:
+    /// let at = reader.checkpoint("my-exporter").await?;
+    /// // (`at.pending`: a batch sent before a crash, to send again under its id first.)
+    /// let filter = Filter { after_id: Some(at.last_id), limit: Some(500), ..Default::default() };
+    /// let rows = reader.query(&filter).await?;
     /// if let Some(last) = rows.last() {
+    ///     let id = chest::BatchId::new();
+    ///     reader.begin("my-exporter", last.unique_id, id).await?;
+    ///     // ... hand `rows` to their destination as batch `id`; once it acknowledged them:
     ///     reader.advance("my-exporter", last.unique_id, false).await?;
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn checkpoint(&self, consumer: &str) -> Result<i64, Error> {
+    pub async fn checkpoint(&self, consumer: &str) -> Result<Checkpoint, Error> {
         self.inner.checkpoint(consumer).await
     }
 
-    /// Moves `consumer`'s checkpoint to `to` and, with `delete`, deletes every row up to it, in
-    /// one transaction: call it only for rows their destination acknowledged.
+    /// Notes that `consumer` is about to send the rows after its checkpoint up to `to` as batch
+    /// `id` (see [`ReadBack::begin`]).
+    pub async fn begin(&self, consumer: &str, to: i64, id: crate::BatchId) -> Result<(), Error> {
+        self.inner.begin(consumer, to, id).await
+    }
+
+    /// Moves `consumer`'s checkpoint to `to`, forgets its pending batch and, with `delete`,
+    /// deletes every row up to it, in one transaction: call it only for rows their destination
+    /// acknowledged.
     pub async fn advance(&self, consumer: &str, to: i64, delete: bool) -> Result<(), Error> {
         self.inner.advance(consumer, to, delete).await
     }

@@ -7,7 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::record::{parse_utc_micros, time_from_micros};
-use crate::{BoxFuture, Error, Record, Value};
+use crate::{BatchId, BoxFuture, Error, Record, Value};
+
+/// Where a consumer of a chest's rows (`chest export`) stands, from
+/// [`ReadBack::checkpoint`](ReadBack::checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// The highest `unique_id` its destination acknowledged (0 when none).
+    pub last_id: i64,
+    /// The batch it announced and had not acknowledged when it stopped: its last `unique_id`
+    /// and its id. Send those rows again under that id before anything else.
+    pub pending: Option<(i64, BatchId)>,
+}
 
 /// A row of chest's table: its `unique_id` and the record it holds.
 ///
@@ -83,6 +95,8 @@ pub struct Filter {
     pub name: Option<String>,
     /// Only rows with a `unique_id` greater than this (to resume a scan).
     pub after_id: Option<i64>,
+    /// Only rows with a `unique_id` at most this.
+    pub until_id: Option<i64>,
     /// At most this many rows.
     pub limit: Option<u64>,
 }
@@ -164,6 +178,24 @@ impl Tally {
     }
 }
 
+/// A [`Checkpoint`] from what a checkpoint table holds; `chest` names the source in the error
+/// for a batch id that is not one (a damaged table).
+#[cfg(any(feature = "sqlite", feature = "mysql", feature = "postgres"))]
+pub(crate) fn checkpoint_of(
+    chest: &str,
+    last_id: Option<i64>,
+    pending: Option<(i64, String)>,
+) -> Result<Checkpoint, Error> {
+    let pending = match pending {
+        Some((to, id)) => Some((to, id.parse().map_err(|e| Error::backend(chest, e))?)),
+        None => None,
+    };
+    Ok(Checkpoint {
+        last_id: last_id.unwrap_or(0),
+        pending,
+    })
+}
+
 /// The read half of a backend: what [`Reader`](crate::read::Reader) and `chest export` ask of it.
 ///
 /// A backend that can read back what it stored implements it and names its opener in its row of
@@ -187,11 +219,22 @@ pub trait ReadBack: Send + Sync + std::fmt::Debug {
     /// How many rows have a `unique_id` greater than `after_id`.
     fn count_after(&self, after_id: i64) -> BoxFuture<'_, Result<u64, Error>>;
 
-    /// The highest `unique_id` acknowledged for `consumer` (0 when it has none yet).
-    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<i64, Error>>;
+    /// Where `consumer` stands: the highest `unique_id` acknowledged (0 when none is), and the
+    /// batch it had announced with [`begin`](Self::begin) and not yet acknowledged, if any.
+    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<Checkpoint, Error>>;
 
-    /// Moves `consumer`'s checkpoint to `to` and, with `delete`, deletes every row up to it (all
-    /// acknowledged), in one transaction.
+    /// Notes that `consumer` is about to send the rows up to `to` (after its checkpoint) as batch
+    /// `id`: if it stops before [`advance`](Self::advance), its next
+    /// [`checkpoint`](Self::checkpoint) says so, and the same rows go again under the same id.
+    fn begin<'a>(
+        &'a self,
+        consumer: &'a str,
+        to: i64,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Moves `consumer`'s checkpoint to `to`, forgets its pending batch and, with `delete`,
+    /// deletes every row up to it (all acknowledged), in one transaction.
     fn advance<'a>(
         &'a self,
         consumer: &'a str,

@@ -95,7 +95,7 @@ async fn handler(vars: Vars) -> &'static str {
 }
 
 /// The server: prints its port, serves until killed.
-fn child(dir: &Path, batched: impl FnOnce() -> Batched) {
+fn child(batched: impl FnOnce() -> Batched) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let recorder = Recorder::new().chest(batched());
@@ -219,7 +219,7 @@ fn assert_none_lost(ok_ids: &[String], rows: &[(String, String, String, String)]
 fn disk_durability_survives_sigkill() {
     if let Some(dir) = std::env::var_os(CHILD) {
         let dir = Path::new(&dir);
-        return child(dir, || batched(dir));
+        return child(|| batched(dir));
     }
     let dir = tempfile::tempdir().unwrap();
     let (server, port, _) = start_child(TEST, dir.path());
@@ -253,7 +253,7 @@ fn a_kill_between_commit_and_settlement_stores_nothing_twice() {
             inner: SqliteChest::open(dir.join("chest.db")).unwrap(),
             batches: Default::default(),
         };
-        return child(dir, || batched_into(dir, chest, Duration::from_millis(20)));
+        return child(|| batched_into(dir, chest, Duration::from_millis(20)));
     }
     let dir = tempfile::tempdir().unwrap();
     let (server, port, mut lines) = start_child(STALL_TEST, dir.path());

@@ -473,15 +473,18 @@ async fn batches_carry_an_idempotency_key() {
     assert!(got[2].headers.get("idempotency-key").is_none());
 }
 
+/// What a test receiver read: (`Idempotency-Key`, body) per request.
+type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A receiver that reads each request whole and, the first time it sees an `Idempotency-Key`,
 /// closes the connection without answering (as if the answer were lost); later requests with
 /// that key get a 200. Returns its URL and what it read: (key, body) per request.
-async fn forgetful_receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn forgetful_receiver() -> (String, Requests) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/ingest", listener.local_addr().unwrap());
-    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let seen: Requests = Arc::default();
     let log = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {

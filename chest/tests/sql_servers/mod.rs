@@ -74,6 +74,18 @@ pub trait Target {
     }
 }
 
+/// The name of `table`'s batch ids: `<table>_batches`, or for a name too long for that, its
+/// first 40 characters, an FNV-1a hash of it and `_bat` (as the chests name it).
+pub fn batches_table(table: &str) -> String {
+    if table.len() + "_batches".len() <= 63 {
+        return format!("{table}_batches");
+    }
+    let hash = table.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("{}_{hash:08x}_bat", &table[..40])
+}
+
 /// A table name no other test uses.
 pub fn unique_table(test: &str) -> String {
     format!(
@@ -327,7 +339,7 @@ impl Admin {
 
     pub async fn drop_table(&self, table: &str) {
         // The chest's table and the batch ids beside it.
-        for table in [table.to_owned(), format!("{table}_batches")] {
+        for table in [table.to_owned(), batches_table(table)] {
             match self {
                 #[cfg(feature = "mysql")]
                 Admin::MySql(_) => {

@@ -200,10 +200,18 @@ pub async fn filters_and_summaries<T: Target>(url: &str) {
         request_id: Some("r3".into()),
         name: Some("ok".into()),
         after_id: Some(all[0].unique_id),
+        until_id: Some(all[7].unique_id),
         limit: Some(5),
     })
     .await;
     assert_eq!(ids(&together), [all[7].unique_id]);
+    let between = query(Filter {
+        after_id: Some(all[1].unique_id),
+        until_id: Some(all[4].unique_id),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&between), ids(&all[2..5]));
     for filter in [
         Filter {
             limit: Some(0),

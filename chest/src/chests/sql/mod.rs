@@ -65,6 +65,11 @@ pub const BATCH_ID_RETENTION: std::time::Duration = std::time::Duration::from_se
 /// How often a SQL chest deletes the batch ids older than [`BATCH_ID_RETENTION`].
 pub const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The table where `chest export` notes, before it sends a batch, the batch's last `unique_id`
+/// and its id: after a crash before the checkpoint moved, the same rows go again under the same
+/// id, so a target that keeps ids stores them once.
+pub const PENDING_TABLE: &str = "chest_export_pending";
+
 /// The table where `chest export` keeps, per source table and target, the highest `unique_id`
 /// the target acknowledged. It lives beside the source table.
 pub const CHECKPOINT_TABLE: &str = "chest_export_checkpoint";
@@ -135,6 +140,60 @@ impl Dialect {
                  updated_at = VALUES(updated_at)"
             ),
         }
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of [`PENDING_TABLE`].
+    pub fn create_pending_table(self) -> String {
+        let (text, id, tail) = match self {
+            Dialect::Sqlite | Dialect::Postgres => ("TEXT", "TEXT", ""),
+            Dialect::MySql => (
+                "VARCHAR(255)",
+                "CHAR(32)",
+                " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            ),
+        };
+        format!(
+            "CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (source_table {text} NOT NULL, \
+             target {text} NOT NULL, to_id BIGINT NOT NULL, batch_id {id} NOT NULL, \
+             PRIMARY KEY (source_table, target)){tail}"
+        )
+    }
+
+    /// The pending batch of (source table, target), bound in that order: its last id and id.
+    pub fn select_pending(self) -> String {
+        format!(
+            "SELECT to_id, batch_id FROM {PENDING_TABLE} WHERE source_table = {} AND target = {}",
+            self.parameter(1),
+            self.parameter(2)
+        )
+    }
+
+    /// Sets the pending batch of (source table, target) to (last id, batch id), bound in that
+    /// order.
+    pub fn upsert_pending(self) -> String {
+        let p: Vec<String> = (1..=4).map(|n| self.parameter(n)).collect();
+        let insert = format!(
+            "INSERT INTO {PENDING_TABLE} (source_table, target, to_id, batch_id) VALUES ({}, {}, {}, {})",
+            p[0], p[1], p[2], p[3]
+        );
+        match self {
+            Dialect::Sqlite | Dialect::Postgres => format!(
+                "{insert} ON CONFLICT (source_table, target) DO UPDATE SET to_id = excluded.to_id, \
+                 batch_id = excluded.batch_id"
+            ),
+            Dialect::MySql => format!(
+                "{insert} ON DUPLICATE KEY UPDATE to_id = VALUES(to_id), batch_id = VALUES(batch_id)"
+            ),
+        }
+    }
+
+    /// Forgets the pending batch of (source table, target), bound in that order.
+    pub fn delete_pending(self) -> String {
+        format!(
+            "DELETE FROM {PENDING_TABLE} WHERE source_table = {} AND target = {}",
+            self.parameter(1),
+            self.parameter(2)
+        )
     }
 
     /// The number of rows of `table` after the `unique_id` bound.

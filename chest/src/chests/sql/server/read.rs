@@ -6,8 +6,10 @@ use futures_util::TryStreamExt;
 use sqlx::{Arguments, AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::{Backend, SqlxChest};
-use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary};
-use crate::{BoxError, BoxFuture, Error};
+use crate::stored::{
+    checkpoint_of, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary,
+};
+use crate::{BatchId, BoxError, BoxFuture, Error};
 
 /// A row as a read selects it: `unique_id`, `request_id`, `name`, `value`, `value_type`, `method`,
 /// `route` and `recorded_at` as text.
@@ -29,6 +31,7 @@ where
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> ReadRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, Option<f64>): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
 {
@@ -62,6 +65,14 @@ where
         if let Some(after) = filter.after_id {
             bound = bound.and(args.add(after));
             let _ = write!(sql, " AND unique_id > {}", B::DIALECT.parameter(args.len()));
+        }
+        if let Some(until) = filter.until_id {
+            bound = bound.and(args.add(until));
+            let _ = write!(
+                sql,
+                " AND unique_id <= {}",
+                B::DIALECT.parameter(args.len())
+            );
         }
         sql.push_str(" ORDER BY unique_id");
         if let Some(limit) = filter.limit {
@@ -134,16 +145,45 @@ where
     }
 
     /// `consumer`'s checkpoint on this table, the checkpoint table made if missing.
-    async fn checkpoint(&self, consumer: &str) -> Result<i64, Error> {
-        let create = B::DIALECT.create_checkpoint_table();
-        if let Err(e) = sqlx::query(AssertSqlSafe(create)).execute(&self.pool).await {
-            return Err(self.backend_error(e).await);
+    async fn checkpoint(&self, consumer: &str) -> Result<Checkpoint, Error> {
+        let read = async {
+            for create in [
+                B::DIALECT.create_checkpoint_table(),
+                B::DIALECT.create_pending_table(),
+            ] {
+                sqlx::query(AssertSqlSafe(create))
+                    .execute(&self.pool)
+                    .await?;
+            }
+            let last = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(B::DIALECT.select_checkpoint()))
+                .bind(self.table.as_str())
+                .bind(consumer)
+                .fetch_optional(&self.pool)
+                .await?;
+            let pending =
+                sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(B::DIALECT.select_pending()))
+                    .bind(self.table.as_str())
+                    .bind(consumer)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok::<_, sqlx::Error>((last.map(|(id,)| id), pending))
+        };
+        match read.await {
+            Ok((last, pending)) => checkpoint_of(&self.name, last, pending),
+            Err(e) => Err(self.backend_error(e).await),
         }
-        let select = sqlx::query_as::<_, (i64,)>(AssertSqlSafe(B::DIALECT.select_checkpoint()))
+    }
+
+    /// Notes `consumer`'s pending batch: the rows up to `to`, as batch `id`.
+    async fn begin(&self, consumer: &str, to: i64, id: BatchId) -> Result<(), Error> {
+        let id = id.to_string();
+        let upsert = sqlx::query(AssertSqlSafe(B::DIALECT.upsert_pending()))
             .bind(self.table.as_str())
-            .bind(consumer);
-        match select.fetch_optional(&self.pool).await {
-            Ok(id) => Ok(id.map_or(0, |(id,)| id)),
+            .bind(consumer)
+            .bind(to)
+            .bind(id.as_str());
+        match upsert.execute(&self.pool).await {
+            Ok(_) => Ok(()),
             Err(e) => Err(self.backend_error(e).await),
         }
     }
@@ -153,6 +193,11 @@ where
     async fn advance(&self, consumer: &str, to: i64, delete: bool) -> Result<(), Error> {
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.pool.begin().await?;
+            sqlx::query(AssertSqlSafe(B::DIALECT.delete_pending()))
+                .bind(self.table.as_str())
+                .bind(consumer)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(AssertSqlSafe(B::DIALECT.upsert_checkpoint()))
                 .bind(self.table.as_str())
                 .bind(consumer)
@@ -182,6 +227,7 @@ where
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> ReadRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, Option<f64>): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
 {
@@ -200,8 +246,17 @@ where
         Box::pin(self.count_after(after_id))
     }
 
-    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<i64, Error>> {
+    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<Checkpoint, Error>> {
         Box::pin(self.checkpoint(consumer))
+    }
+
+    fn begin<'a>(
+        &'a self,
+        consumer: &'a str,
+        to: i64,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.begin(consumer, to, id))
     }
 
     fn advance<'a>(

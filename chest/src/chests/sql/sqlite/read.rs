@@ -7,8 +7,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::chests::sql::{self, Dialect};
-use crate::stored::{Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary};
-use crate::{BoxFuture, Error};
+use crate::stored::{
+    checkpoint_of, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary,
+};
+use crate::{BatchId, BoxFuture, Error};
 
 /// Reads what a [`SqliteChest`](super::SqliteChest) stored, without writing: for the `chest` CLI, exports and tests.
 ///
@@ -78,6 +80,10 @@ impl SqliteReader {
             sql.push_str(" AND unique_id > ?");
             params.push(after.into());
         }
+        if let Some(until) = filter.until_id {
+            sql.push_str(" AND unique_id <= ?");
+            params.push(until.into());
+        }
         sql.push_str(" ORDER BY unique_id");
         if let Some(limit) = filter.limit {
             sql.push_str(" LIMIT ?");
@@ -139,26 +145,45 @@ impl SqliteReader {
             let conn = Connection::open(&self.path)?;
             conn.busy_timeout(Duration::from_secs(10))?;
             conn.execute_batch(&Dialect::Sqlite.create_checkpoint_table())?;
+            conn.execute_batch(&Dialect::Sqlite.create_pending_table())?;
             self.writer = Some(conn);
         }
         Ok(self.writer.as_mut().expect("opened above"))
     }
 
-    fn checkpoint(&mut self, consumer: &str) -> Result<i64, Error> {
+    fn checkpoint(&mut self, consumer: &str) -> Result<Checkpoint, Error> {
         let table = self.table.clone();
-        let read = |conn: &mut Connection| {
-            conn.query_row(
-                &Dialect::Sqlite.select_checkpoint(),
-                [&table, consumer],
-                |row| row.get(0),
-            )
-            .optional()
+        let read = |conn: &mut Connection| -> rusqlite::Result<StoredCheckpoint> {
+            let keys = [table.as_str(), consumer];
+            let last = conn
+                .query_row(&Dialect::Sqlite.select_checkpoint(), keys, |row| row.get(0))
+                .optional()?;
+            let pending = conn
+                .query_row(&Dialect::Sqlite.select_pending(), keys, |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            Ok((last, pending))
         };
-        let id = self
+        let (last, pending) = self
             .writer()
             .and_then(read)
             .map_err(|e| Error::backend(&self.name, e))?;
-        Ok(id.unwrap_or(0))
+        checkpoint_of(&self.name, last, pending)
+    }
+
+    fn begin(&mut self, consumer: &str, to: i64, id: BatchId) -> Result<(), Error> {
+        let table = self.table.clone();
+        let write = |conn: &mut Connection| {
+            conn.execute(
+                &Dialect::Sqlite.upsert_pending(),
+                rusqlite::params![table, consumer, to, id.to_string()],
+            )
+        };
+        self.writer()
+            .and_then(write)
+            .map(drop)
+            .map_err(|e| Error::backend(&self.name, e))
     }
 
     fn advance(&mut self, consumer: &str, to: i64, delete: bool) -> Result<(), Error> {
@@ -168,6 +193,10 @@ impl SqliteReader {
             tx.execute(
                 &Dialect::Sqlite.upsert_checkpoint(),
                 rusqlite::params![table, consumer, to],
+            )?;
+            tx.execute(
+                &Dialect::Sqlite.delete_pending(),
+                rusqlite::params![table, consumer],
             )?;
             if delete {
                 tx.execute(&Dialect::Sqlite.delete_through(&table), [to])?;
@@ -179,6 +208,9 @@ impl SqliteReader {
             .map_err(|e| Error::backend(&self.name, e))
     }
 }
+
+/// A checkpoint as its tables hold it: the last id, and the pending batch's last id and id.
+type StoredCheckpoint = (Option<i64>, Option<(i64, String)>);
 
 /// A [`SqliteReader`] shared by tasks: SQLite reads on the calling thread, one at a time.
 struct Shared(Mutex<SqliteReader>);
@@ -210,8 +242,18 @@ impl ReadBack for Shared {
         Box::pin(async move { result })
     }
 
-    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<i64, Error>> {
+    fn checkpoint<'a>(&'a self, consumer: &'a str) -> BoxFuture<'a, Result<Checkpoint, Error>> {
         let result = self.lock().checkpoint(consumer);
+        Box::pin(async move { result })
+    }
+
+    fn begin<'a>(
+        &'a self,
+        consumer: &'a str,
+        to: i64,
+        id: BatchId,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let result = self.lock().begin(consumer, to, id);
         Box::pin(async move { result })
     }
 
