@@ -76,43 +76,31 @@ impl std::fmt::Debug for dyn Chest {
     }
 }
 
-impl<C: Chest + ?Sized> Chest for Arc<C> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        (**self).write(records)
-    }
-    fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
-        (**self).write_owned(records)
-    }
-    fn write_batch<'a>(
-        &'a self,
-        id: BatchId,
-        records: &'a [Record],
-    ) -> BoxFuture<'a, Result<Written, ChestError>> {
-        (**self).write_batch(id, records)
-    }
+/// `Chest` for a smart pointer to a chest: every method forwarded.
+macro_rules! forward_chest {
+    ($($pointer:ident),*) => {$(
+        impl<C: Chest + ?Sized> Chest for $pointer<C> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
+                (**self).write(records)
+            }
+            fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
+                (**self).write_owned(records)
+            }
+            fn write_batch<'a>(
+                &'a self,
+                id: BatchId,
+                records: &'a [Record],
+            ) -> BoxFuture<'a, Result<Written, ChestError>> {
+                (**self).write_batch(id, records)
+            }
+        }
+    )*};
 }
 
-impl<C: Chest + ?Sized> Chest for Box<C> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
-        (**self).write(records)
-    }
-    fn write_owned(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), ChestError>> {
-        (**self).write_owned(records)
-    }
-    fn write_batch<'a>(
-        &'a self,
-        id: BatchId,
-        records: &'a [Record],
-    ) -> BoxFuture<'a, Result<Written, ChestError>> {
-        (**self).write_batch(id, records)
-    }
-}
+forward_chest!(Arc, Box);
 
 /// Whether retrying a failed write can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

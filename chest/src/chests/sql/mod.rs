@@ -92,30 +92,44 @@ impl Dialect {
         }
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` of [`CHECKPOINT_TABLE`]. Its keys compare byte for byte.
+    /// `CREATE TABLE IF NOT EXISTS` of [`CHECKPOINT_TABLE`].
     pub fn create_checkpoint_table(self) -> String {
-        let (text, time, tail) = match self {
-            Dialect::Sqlite => ("TEXT", "TEXT", ""),
-            Dialect::MySql => (
-                "VARCHAR(255)",
-                "DATETIME(6)",
-                " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-            ),
-            Dialect::Postgres => ("TEXT", "TIMESTAMPTZ", ""),
+        let time = match self {
+            Dialect::Sqlite => "TEXT",
+            Dialect::MySql => "DATETIME(6)",
+            Dialect::Postgres => "TIMESTAMPTZ",
+        };
+        let columns = format!("last_id BIGINT NOT NULL, updated_at {time} NOT NULL");
+        self.create_consumer_table(CHECKPOINT_TABLE, &columns)
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` of `name`, with a row per (source table, target) and
+    /// `columns`. Its keys compare byte for byte.
+    fn create_consumer_table(self, name: &str, columns: &str) -> String {
+        let (text, tail) = match self {
+            Dialect::Sqlite | Dialect::Postgres => ("TEXT", ""),
+            Dialect::MySql => ("VARCHAR(255)", " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"),
         };
         format!(
-            "CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (source_table {text} NOT NULL, \
-             target {text} NOT NULL, last_id BIGINT NOT NULL, updated_at {time} NOT NULL, \
-             PRIMARY KEY (source_table, target)){tail}"
+            "CREATE TABLE IF NOT EXISTS {name} (source_table {text} NOT NULL, \
+             target {text} NOT NULL, {columns}, PRIMARY KEY (source_table, target)){tail}"
+        )
+    }
+
+    /// The row of (source table, target), bound in that order, in a consumer table.
+    fn consumer_row(self) -> String {
+        format!(
+            "source_table = {} AND target = {}",
+            self.parameter(1),
+            self.parameter(2)
         )
     }
 
     /// The checkpoint of (source table, target), bound in that order.
     pub fn select_checkpoint(self) -> String {
         format!(
-            "SELECT last_id FROM {CHECKPOINT_TABLE} WHERE source_table = {} AND target = {}",
-            self.parameter(1),
-            self.parameter(2)
+            "SELECT last_id FROM {CHECKPOINT_TABLE} WHERE {}",
+            self.consumer_row()
         )
     }
 
@@ -144,27 +158,20 @@ impl Dialect {
 
     /// `CREATE TABLE IF NOT EXISTS` of [`PENDING_TABLE`].
     pub fn create_pending_table(self) -> String {
-        let (text, id, tail) = match self {
-            Dialect::Sqlite | Dialect::Postgres => ("TEXT", "TEXT", ""),
-            Dialect::MySql => (
-                "VARCHAR(255)",
-                "CHAR(32)",
-                " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-            ),
+        let id = if self == Dialect::MySql {
+            "CHAR(32)"
+        } else {
+            "TEXT"
         };
-        format!(
-            "CREATE TABLE IF NOT EXISTS {PENDING_TABLE} (source_table {text} NOT NULL, \
-             target {text} NOT NULL, to_id BIGINT NOT NULL, batch_id {id} NOT NULL, \
-             PRIMARY KEY (source_table, target)){tail}"
-        )
+        let columns = format!("to_id BIGINT NOT NULL, batch_id {id} NOT NULL");
+        self.create_consumer_table(PENDING_TABLE, &columns)
     }
 
     /// The pending batch of (source table, target), bound in that order: its last id and id.
     pub fn select_pending(self) -> String {
         format!(
-            "SELECT to_id, batch_id FROM {PENDING_TABLE} WHERE source_table = {} AND target = {}",
-            self.parameter(1),
-            self.parameter(2)
+            "SELECT to_id, batch_id FROM {PENDING_TABLE} WHERE {}",
+            self.consumer_row()
         )
     }
 
@@ -189,11 +196,7 @@ impl Dialect {
 
     /// Forgets the pending batch of (source table, target), bound in that order.
     pub fn delete_pending(self) -> String {
-        format!(
-            "DELETE FROM {PENDING_TABLE} WHERE source_table = {} AND target = {}",
-            self.parameter(1),
-            self.parameter(2)
-        )
+        format!("DELETE FROM {PENDING_TABLE} WHERE {}", self.consumer_row())
     }
 
     /// The number of rows of `table` after the `unique_id` bound.
