@@ -94,9 +94,38 @@
 //! [`Batched::shutdown`] is async and works on any runtime. It stops the linger, writes what is
 //! queued (and replays the spool while the chest answers) until three quarters of the deadline
 //! (at most 2 s before it), then stops the writes in progress and puts everything left into the
-//! spool. A write stopped half-way may still have reached the chest: delivery is at-least-once
-//! at that point. Dropping the last handle without calling it logs a warning and starts the same
+//! spool. A write stopped half-way may still have reached the chest: it is spooled under its
+//! batch id, so a chest that keeps ids does not store it twice when it is replayed (see below).
+//! Dropping the last handle without calling it logs a warning and starts the same
 //! drain with a 5 s deadline, if the runtime still runs.
+//!
+//! # Delivery guarantees
+//! Every batch is written with [`Chest::write_batch`](crate::Chest::write_batch) under a
+//! [`BatchId`](crate::BatchId) given when the batch is formed. The id stays the same on every
+//! retry; a part of a batch split to set a refused record apart gets an id derived from it
+//! ([`BatchId::part`](crate::BatchId::part)); the spool stores it with the batch, and rows
+//! spooled before any attempt get theirs (written into the spool) before their first replay. So
+//! after a lost acknowledgement, a cut connection, a retry, a restart or a crash, the same
+//! records go to the chest under the same id. What a chest does with it:
+//!
+//! | chest | a retried batch whose first attempt was stored |
+//! |---|---|
+//! | SQLite, MySQL/MariaDB, PostgreSQL | stores nothing: the id is in `<table>_batches`, written in the same transaction as the rows; ids are kept 24 h |
+//! | HTTP | sends the same body with the same `Idempotency-Key`: stored once by a receiver that keeps keys |
+//! | InfluxDB | rewrites the same points (same series and timestamps), which InfluxDB treats as one |
+//! | Prometheus | not retried: a write is an in-memory observation that cannot fail for a transient reason, so each record is observed once in this process's metrics (the Pushgateway is sent the whole state, which replaces the last push) |
+//! | your own | stores it again, unless it overrides `write_batch` |
+//!
+//! What survives what, by [`Durability`]:
+//!
+//! | durability | the process killed | the machine loses power |
+//! |---|---|---|
+//! | `Memory` (default) | the records in memory are lost: those written in the last `linger` (plus one 50 ms tick) and any waiting for a chest that is down (at most the spill mark, then they are in the spool) | the same, and the spool's last commits (`synchronous=NORMAL`) |
+//! | `Disk` | nothing accepted is lost | nothing accepted is lost (`synchronous=FULL`) |
+//!
+//! What effectively-once costs: one more small insert per batch in the SQL chests (1 row per
+//! 1,000 records by default) and a delete of old ids once a minute; for the spool, one update of
+//! the rows of a replay before its first attempt. Figures in BENCHMARKS.md.
 //!
 //! # Accounting
 //! [`Batched::stats`] returns a [`Stats`] snapshot in which every record is in exactly one place;
