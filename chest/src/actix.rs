@@ -35,7 +35,9 @@
 //!
 //! An error that an inner middleware returns instead of a response (actix-web turns handler
 //! errors into responses before this middleware sees them) still has the handler's variables
-//! written, without a route; it cannot carry the request-id header.
+//! written, without a route, exactly as the axum layer does for a failing inner service; the
+//! error is passed on unchanged and cannot carry the request-id header. If a chest write failed
+//! and `raise_exceptions` is on, the bare 500 is sent instead.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -168,11 +170,12 @@ where
             let response = match handler.await {
                 Ok(response) => response,
                 Err(error) => {
-                    return if shared.recorder.finish(&vars, method.as_str()).await {
-                        Err(error)
+                    let finished = shared.recorder.finish(&vars, method.as_str()).await;
+                    return Err(if finished.should_fail_response() {
+                        InternalError::from_response(error, failed_write_response()).into()
                     } else {
-                        Err(InternalError::from_response(error, failed_write_response()).into())
-                    };
+                        error
+                    });
                 }
             };
             // Read after the handler: routing has run by now even under `App::wrap`, so this is a
@@ -183,12 +186,13 @@ where
                     vars.set_route_if_unknown(&pattern);
                 }
             }
-            let mut response = if shared.recorder.finish(&vars, method.as_str()).await {
-                response.map_into_left_body()
-            } else {
+            let finished = shared.recorder.finish(&vars, method.as_str()).await;
+            let mut response = if finished.should_fail_response() {
                 response
                     .into_response(failed_write_response())
                     .map_into_right_body()
+            } else {
+                response.map_into_left_body()
             };
             if let Some(name) = &shared.response_header {
                 if let Ok(value) = HeaderValue::from_str(vars.request_id()) {

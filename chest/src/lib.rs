@@ -63,7 +63,7 @@ pub use crate::chests::memory::MemoryChest;
 pub use crate::error::{error_chain, Error};
 pub use crate::open::open;
 pub use crate::record::Record;
-pub use crate::recorder::Recorder;
+pub use crate::recorder::{Finished, Recorder};
 pub use crate::request_id::{MakeRequestId, Uuid4, Uuid7};
 pub use crate::track::Tracked;
 pub use crate::value::Value;

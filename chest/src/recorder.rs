@@ -161,13 +161,44 @@ impl Recorder {
     }
 
     /// Ends a request: builds the records the selection keeps for `method`, writes them to every
-    /// chest and logs each failure. Returns `false` when the response must become a 500
-    /// (`raise_exceptions` is on and a chest failed).
-    pub async fn finish(&self, vars: &Vars, method: &str) -> bool {
+    /// chest and logs each failure. The [`Finished`] says what became of them, and
+    /// [`Finished::should_fail_response`] whether the response must become a 500.
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use chest::{ErrorKind, Finished, MemoryChest, Recorder};
+    ///
+    /// let broken = MemoryChest::new();
+    /// broken.fail_with(Some(ErrorKind::Permanent));
+    /// let recorder = Recorder::new().chest(broken);
+    ///
+    /// let vars = recorder.begin(None);
+    /// assert_eq!(recorder.finish(&vars, "GET").await, Finished::NothingToWrite);
+    ///
+    /// let vars = recorder.begin(None);
+    /// vars.set("a", 1).unwrap();
+    /// let finished = recorder.finish(&vars, "GET").await;
+    /// assert_eq!(finished, Finished::Failed { fail_response: true });
+    /// assert!(finished.should_fail_response());
+    /// # }
+    /// ```
+    pub async fn finish(&self, vars: &Vars, method: &str) -> Finished {
         let records = self.records(vars, method);
         if records.is_empty() {
-            return true;
+            return Finished::NothingToWrite;
         }
+        if self.deliver(records, vars.request_id()).await {
+            Finished::Written
+        } else {
+            Finished::Failed {
+                fail_response: self.raise_exceptions,
+            }
+        }
+    }
+
+    /// Writes `records` (of the request `request_id`, not empty) to every chest and logs each
+    /// failure; `true` when every chest took them.
+    pub(crate) async fn deliver(&self, records: Vec<Record>, request_id: &str) -> bool {
         let errors = match &*self.chests {
             // The common case, one chest: hand the records over, no copy, no joined futures.
             [chest] => chest.write_owned(records).await.err().into_iter().collect(),
@@ -177,12 +208,12 @@ impl Recorder {
             tracing::error!(
                 target: "chest",
                 chest = error.chest(),
-                request_id = vars.request_id(),
+                request_id,
                 error = %error,
                 "chest write failed"
             );
         }
-        errors.is_empty() || !self.raise_exceptions
+        errors.is_empty()
     }
 
     /// The records to write for a request: the selected variables, in order, stamped now.
@@ -217,6 +248,42 @@ impl Recorder {
             .into_iter()
             .filter_map(Result::err)
             .collect()
+    }
+}
+
+/// What [`Recorder::finish`] did with a request's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a failed write may have to turn the response into a 500: see `should_fail_response`"]
+pub enum Finished {
+    /// The selection kept nothing (or nothing was set): no chest was called.
+    NothingToWrite,
+    /// Every chest took the records.
+    Written,
+    /// At least one chest failed (each failure is logged); the others were still written.
+    Failed {
+        /// Whether the response must be replaced by the bare 500: `raise_exceptions` is on.
+        fail_response: bool,
+    },
+}
+
+impl Finished {
+    /// Whether the adapter must send the bare 500 instead of the handler's response: a chest
+    /// failed and `raise_exceptions` is on.
+    ///
+    /// ```
+    /// use chest::Finished;
+    ///
+    /// assert!(!Finished::Written.should_fail_response());
+    /// assert!(!Finished::Failed { fail_response: false }.should_fail_response());
+    /// assert!(Finished::Failed { fail_response: true }.should_fail_response());
+    /// ```
+    pub fn should_fail_response(self) -> bool {
+        matches!(
+            self,
+            Finished::Failed {
+                fail_response: true
+            }
+        )
     }
 }
 

@@ -66,11 +66,14 @@ where
         let method = req.method().clone();
         let handler = vars.scope(self.inner.call(req));
         ResponseFuture(Box::pin(async move {
-            let response = handler.await?;
-            let mut response = if recorder.finish(&vars, method.as_str()).await {
-                response.map(Body::new)
-            } else {
-                internal_server_error()
+            let response = handler.await;
+            // Recorded whether the inner service answered or failed: what the handler set before
+            // an error is kept, as with actix-web.
+            let finished = recorder.finish(&vars, method.as_str()).await;
+            let mut response = match response {
+                _ if finished.should_fail_response() => internal_server_error(),
+                Ok(response) => response.map(Body::new),
+                Err(error) => return Err(error),
             };
             if let Some(header) = recorder.header() {
                 if let Ok(value) = HeaderValue::from_str(vars.request_id()) {

@@ -1,14 +1,19 @@
 //! The axum glue: the shared handler behind the `Vars` extractor, `ChestLayer` where the
 //! placement says.
 
+use axum::body::Body;
+use axum::error_handling::HandleError;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Request, Response, StatusCode, Uri};
 use axum::routing::{any, MethodRouter};
 use axum::Router;
 use chest::layer::ChestLayer;
 use chest::{Recorder, Vars};
+use tower::Layer;
 
-use crate::harness::{bind, Framework, Handler, Placement, Req, TestServer};
+use crate::harness::{
+    bind, Framework, Handler, Placement, Req, TestServer, INNER_ERROR_BODY, INNER_ERROR_STATUS,
+};
 
 pub struct Axum;
 
@@ -18,17 +23,52 @@ impl Framework for Axum {
         &[Placement::Route, Placement::RouterRoutes, Placement::App];
 
     fn serve(recorder: Recorder, handler: Handler, placement: Placement) -> TestServer {
-        let app = app(ChestLayer::new(recorder), placement).with_state(handler);
-        let listener = bind();
-        let addr = listener.local_addr().expect("local address");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("axum server");
+        serve_router(app(ChestLayer::new(recorder), placement).with_state(handler))
+    }
+
+    fn serve_failing_inner(recorder: Recorder, handler: Handler) -> TestServer {
+        // A tower service with an error type: it runs the handler, then fails.
+        let inner = tower::service_fn(move |req: Request<Body>| async move {
+            let vars = req
+                .extensions()
+                .get::<Vars>()
+                .cloned()
+                .expect("the layer's Vars");
+            handler(&vars, &request_of(req.method(), req.uri()));
+            Err::<Response<Body>, Refused>(Refused)
         });
-        TestServer::new(addr, AbortOnDrop(server))
+        let service = HandleError::new(ChestLayer::new(recorder).layer(inner), |_: Refused| {
+            std::future::ready((
+                StatusCode::from_u16(INNER_ERROR_STATUS).expect("a valid status"),
+                INNER_ERROR_BODY,
+            ))
+        });
+        serve_router(Router::new().route_service("/items/{id}", service))
+    }
+}
+
+/// The inner service's error.
+#[derive(Debug)]
+struct Refused;
+
+/// Serves `app` on a free loopback port.
+fn serve_router(app: Router) -> TestServer {
+    let listener = bind();
+    let addr = listener.local_addr().expect("local address");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("axum server");
+    });
+    TestServer::new(addr, AbortOnDrop(server))
+}
+
+fn request_of(method: &Method, uri: &Uri) -> Req {
+    Req {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
     }
 }
 
@@ -39,13 +79,7 @@ async fn endpoint(
     uri: Uri,
     vars: Vars,
 ) -> (StatusCode, String) {
-    let reply = handler(
-        &vars,
-        &Req {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-        },
-    );
+    let reply = handler(&vars, &request_of(&method, &uri));
     (
         StatusCode::from_u16(reply.status).expect("a valid status"),
         reply.body,

@@ -78,7 +78,16 @@ pub trait Framework {
     const PLACEMENTS: &'static [Placement];
     /// Starts a real server on a free loopback port.
     fn serve(recorder: Recorder, handler: Handler, placement: Placement) -> TestServer;
+    /// Serves `/items/{id}` with the middleware around an inner service that runs `handler`,
+    /// then fails instead of answering; the framework turns that error into
+    /// [`INNER_ERROR_STATUS`] with the body [`INNER_ERROR_BODY`].
+    fn serve_failing_inner(recorder: Recorder, handler: Handler) -> TestServer;
 }
+
+/// The status of the inner service's error (see [`Framework::serve_failing_inner`]).
+pub const INNER_ERROR_STATUS: u16 = 403;
+/// The body of the inner service's error.
+pub const INNER_ERROR_BODY: &str = "refused after the handler";
 
 /// A free loopback port, bound.
 pub fn bind() -> TcpListener {

@@ -59,4 +59,5 @@ behaviour_table! {
     free_functions_work_from_nested_code,
     extractor_without_the_middleware_is_a_500_naming_it,
     route_template_under_every_placement,
+    inner_service_error_still_writes,
 }
