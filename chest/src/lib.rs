@@ -34,6 +34,12 @@
 //! ## Features
 //! - `axum` (default): [`layer::ChestLayer`] and the [`Vars`] extractor.
 //! - `sqlite` (default): [`chests::sqlite::SqliteChest`].
+//! - `actix`: `actix::ChestMiddleware` and the `Vars` extractor for actix-web.
+//! - `tracing`: `bridge::TracingBridge`, which turns the fields of a request's spans and events
+//!   into its variables.
+//!
+//! [`Recorder::request_facts`] records chest's own facts about each request (status, timings,
+//! body sizes): see [`facts`].
 
 #![warn(missing_docs)]
 
@@ -41,10 +47,13 @@
 pub mod actix;
 #[cfg(feature = "batch")]
 pub mod batch;
+#[cfg(feature = "tracing")]
+pub mod bridge;
 mod chest;
 pub mod chests;
 pub mod config;
 mod error;
+pub mod facts;
 #[cfg(feature = "axum")]
 pub mod layer;
 mod open;

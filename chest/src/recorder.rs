@@ -51,6 +51,7 @@ pub struct Recorder {
     raise_exceptions: bool,
     header: Option<HeaderName>,
     trust_incoming_id: bool,
+    request_facts: bool,
 }
 
 /// The methods whose shared strings each thread makes once.
@@ -63,6 +64,13 @@ thread_local! {
     /// one. Per thread: a string shared by every thread would have its count written by every
     /// core on every request.
     static SHARED_METHODS: [Arc<str>; 9] = STANDARD_METHODS.map(Arc::from);
+}
+
+/// `method` as a shared string: this thread's copy for the standard methods.
+pub(crate) fn shared_method(method: &str) -> Arc<str> {
+    SHARED_METHODS
+        .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
+        .unwrap_or_else(|| Arc::from(method))
 }
 
 impl Default for Recorder {
@@ -82,6 +90,7 @@ impl Recorder {
             raise_exceptions: true,
             header: Some(HeaderName::from_static("x-request-id")),
             trust_incoming_id: false,
+            request_facts: false,
         }
     }
 
@@ -131,6 +140,32 @@ impl Recorder {
     pub fn trust_incoming_request_id(mut self, trust: bool) -> Self {
         self.trust_incoming_id = trust;
         self
+    }
+
+    /// Record chest's own facts about each request (off by default): its status, the time to the
+    /// response headers and to the body's last byte, the response and request body sizes. They
+    /// are named in the reserved `chest.` namespace and go through the same selection as the
+    /// handler's variables; [`crate::facts`] says what each means and when it is written.
+    /// Both adapters record them.
+    ///
+    /// ```
+    /// use chest::{facts, MemoryChest, Recorder, Tracked};
+    ///
+    /// let recorder = Recorder::new()
+    ///     .chest(MemoryChest::new())
+    ///     .request_facts(true)
+    ///     // With a per-method selection, list the facts to keep like any variable.
+    ///     .tracked_vars(Tracked::methods().method("GET", ["user_id", facts::STATUS]));
+    /// assert!(recorder.records_request_facts());
+    /// ```
+    pub fn request_facts(mut self, on: bool) -> Self {
+        self.request_facts = on;
+        self
+    }
+
+    /// Whether [`request_facts`](Self::request_facts) is on.
+    pub fn records_request_facts(&self) -> bool {
+        self.request_facts
     }
 
     /// The names of the configured chests, in order.
@@ -219,14 +254,22 @@ impl Recorder {
     /// The records to write for a request: the selected variables, in order, stamped now.
     pub fn records(&self, vars: &Vars, method: &str) -> Vec<Record> {
         let (set, route) = vars.take();
+        self.build_records(set, vars.request_id_ref(), method, route)
+    }
+
+    /// The records of `set` (before selection) for one request.
+    pub(crate) fn build_records(
+        &self,
+        set: Vec<crate::vars::Entry>,
+        request_id: &Arc<str>,
+        method: &str,
+        route: Option<Arc<str>>,
+    ) -> Vec<Record> {
         let selected = self.tracked.select(method, set);
         if selected.is_empty() {
             return Vec::new();
         }
-        let request_id = vars.shared_request_id();
-        let method = SHARED_METHODS
-            .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
-            .unwrap_or_else(|| Arc::from(method));
+        let method = shared_method(method);
         let time = SystemTime::now();
         selected
             .into_iter()
@@ -295,6 +338,7 @@ impl std::fmt::Debug for Recorder {
             .field("raise_exceptions", &self.raise_exceptions)
             .field("header", &self.header)
             .field("trust_incoming_id", &self.trust_incoming_id)
+            .field("request_facts", &self.request_facts)
             .finish_non_exhaustive()
     }
 }

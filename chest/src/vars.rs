@@ -33,11 +33,16 @@ pub type Entry = (Arc<str>, Value);
 /// The longest variable name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The prefix reserved for the facts chest records itself ([`crate::facts`]): names that start
+/// with it are refused at [`Vars::set`], so a user variable never clashes with a fact.
+pub const RESERVED_PREFIX: &str = "chest.";
+
 /// Why a variable could not be set or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VarError {
-    /// The name is empty, longer than 255 bytes, or holds a control character.
+    /// The name is empty, longer than 255 bytes, holds a control character, or starts with the
+    /// [`RESERVED_PREFIX`] `chest.`.
     #[error("invalid variable name {name:?}: {reason}")]
     InvalidName {
         /// The name (its first 64 characters).
@@ -53,12 +58,15 @@ pub enum VarError {
     OutsideRequest,
 }
 
-/// Checks a variable name: 1–255 bytes of UTF-8 without control characters.
+/// Checks a variable name: 1–255 bytes of UTF-8 without control characters, not starting with
+/// the [`RESERVED_PREFIX`] `chest.` (chest's own [facts](crate::facts)).
 ///
 /// ```
 /// assert!(chest::vars::validate_name("response_time").is_ok());
+/// assert!(chest::vars::validate_name("chestnut.count").is_ok());
 /// assert!(chest::vars::validate_name("").is_err());
 /// assert!(chest::vars::validate_name("a\nb").is_err());
+/// assert!(chest::vars::validate_name("chest.status").is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<(), VarError> {
     let reason = if name.is_empty() {
@@ -67,6 +75,8 @@ pub fn validate_name(name: &str) -> Result<(), VarError> {
         "it is longer than 255 bytes"
     } else if has_control_character(name) {
         "it contains a control character"
+    } else if name.starts_with(RESERVED_PREFIX) {
+        "the `chest.` prefix is reserved for chest's own facts"
     } else {
         return Ok(());
     };
@@ -110,6 +120,32 @@ struct Shared {
 struct State {
     entries: Vec<Entry>,
     route: Option<Arc<str>>,
+    /// The names whose value came from the tracing bridge (and so may be replaced by it); empty
+    /// unless the bridge recorded something.
+    bridged: Vec<Arc<str>>,
+}
+
+impl State {
+    /// Sets `name` (replacing its value, keeping its place); `true` when it was set already.
+    fn put(&mut self, name: &str, value: Value) -> bool {
+        match self.entries.iter_mut().find(|(n, _)| &**n == name) {
+            Some((_, slot)) => {
+                *slot = value;
+                true
+            }
+            None => {
+                self.entries.push((Arc::from(name), value));
+                false
+            }
+        }
+    }
+
+    /// A name set through [`Vars::set`] or removed is no longer the bridge's to replace.
+    fn forget_bridged(&mut self, name: &str) {
+        if !self.bridged.is_empty() {
+            self.bridged.retain(|n| &**n != name);
+        }
+    }
 }
 
 impl Vars {
@@ -134,11 +170,38 @@ impl Vars {
         validate_name(name)?;
         let value = value.into();
         let mut state = self.state();
-        match state.entries.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, slot)) => *slot = value,
-            None => state.entries.push((Arc::from(name), value)),
+        if state.put(name, value) {
+            state.forget_bridged(name);
         }
         Ok(())
+    }
+
+    /// Records a field from the tracing bridge under a name already validated: it never replaces
+    /// a value set through [`Vars::set`] (the explicit call wins), only an earlier field's.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn set_bridged(&self, name: &str, value: Value) {
+        let mut state = self.state();
+        let State {
+            entries, bridged, ..
+        } = &mut *state;
+        match entries.iter_mut().find(|(n, _)| &**n == name) {
+            Some((n, slot)) => {
+                if bridged.iter().any(|b| Arc::ptr_eq(b, n)) {
+                    *slot = value;
+                }
+            }
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                bridged.push(name.clone());
+                entries.push((name, value));
+            }
+        }
+    }
+
+    /// Records one of chest's own facts; their names are constants outside the user namespace.
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn set_fact(&self, name: &'static str, value: Value) {
+        self.state().put(name, value);
     }
 
     /// The value recorded under `name`, if any.
@@ -154,6 +217,7 @@ impl Vars {
     pub fn remove(&self, name: &str) -> Option<Value> {
         let mut state = self.state();
         let at = state.entries.iter().position(|(n, _)| &**n == name)?;
+        state.forget_bridged(name);
         Some(state.entries.remove(at).1)
     }
 
@@ -182,6 +246,17 @@ impl Vars {
         self.shared.request_id.clone()
     }
 
+    /// This request's id, shared, without a clone.
+    pub(crate) fn request_id_ref(&self) -> &Arc<str> {
+        &self.shared.request_id
+    }
+
+    /// The route template known so far.
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn route(&self) -> Option<Arc<str>> {
+        self.state().route.clone()
+    }
+
     /// Runs `fut` with this store as the current task's store, so [`set`], [`get`] and
     /// [`request_id`] reach it.
     /// The returned future owns a clone of the handle.
@@ -192,6 +267,7 @@ impl Vars {
     /// Takes the variables out (the store is left empty) with the route the request matched.
     pub(crate) fn take(&self) -> (Vec<Entry>, Option<Arc<str>>) {
         let mut state = self.state();
+        state.bridged.clear();
         (std::mem::take(&mut state.entries), state.route.take())
     }
 
@@ -226,6 +302,13 @@ pub fn current() -> Option<Vars> {
     CURRENT.try_with(Vars::clone).ok()
 }
 
+/// Runs `f` on the current request's store without cloning the handle; `None` outside a request.
+/// Outside one this is a thread-local read: the tracing bridge's cost there.
+#[cfg(feature = "tracing")]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Vars) -> R) -> Option<R> {
+    CURRENT.try_with(f).ok()
+}
+
 /// Sets a variable of the current request. See [`Vars::set`].
 pub fn set(name: &str, value: impl Into<Value>) -> Result<(), VarError> {
     CURRENT
@@ -255,7 +338,14 @@ mod tests {
     fn refuses_bad_names() {
         let vars = Vars::new("r");
         // NEL (U+0085) is a C1 control: a non-ASCII byte sends the check to the character test.
-        for bad in ["", "a\u{0}b", "tab\there", "\u{7f}", "é\u{85}"] {
+        for bad in [
+            "",
+            "a\u{0}b",
+            "tab\there",
+            "\u{7f}",
+            "é\u{85}",
+            "chest.status",
+        ] {
             assert!(
                 matches!(vars.set(bad, 1), Err(VarError::InvalidName { .. })),
                 "{bad:?}"

@@ -10,7 +10,8 @@ use chest::actix::ChestMiddleware;
 use chest::{Recorder, Vars};
 
 use crate::harness::{
-    bind, Framework, Handler, Placement, Req, TestServer, INNER_ERROR_BODY, INNER_ERROR_STATUS,
+    bind, Framework, Handler, Placement, Reply, Req, TestServer, INNER_ERROR_BODY,
+    INNER_ERROR_STATUS,
 };
 
 pub struct Actix;
@@ -63,6 +64,18 @@ impl Framework for Actix {
         }
     }
 
+    #[cfg(feature = "tracing")]
+    fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer {
+        let middleware = ChestMiddleware::new(recorder);
+        let handler = web::Data::new(handler);
+        // The last `wrap` is the outermost.
+        serve_app!(move || App::new().app_data(handler.clone()).service(
+            items()
+                .wrap(middleware.clone())
+                .wrap(from_fn(in_request_span))
+        ))
+    }
+
     fn serve_failing_inner(recorder: Recorder, handler: Handler) -> TestServer {
         // actix-web turns a handler's error into a response before any middleware sees it, so
         // the failing inner service is a middleware that errors after the handler, as an auth
@@ -94,8 +107,28 @@ async fn endpoint(handler: web::Data<Handler>, req: HttpRequest, vars: Vars) -> 
             path: req.path().to_owned(),
         },
     );
-    HttpResponse::build(StatusCode::from_u16(reply.status).expect("a valid status"))
-        .body(reply.body)
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(reply.status).expect("a valid status"));
+    if reply.chunks.is_empty() {
+        response.body(reply.body)
+    } else {
+        response.streaming(Reply::stream(reply.chunks, reply.delay))
+    }
+}
+
+/// The request span, made outside chest's middleware and entered around the rest.
+#[cfg(feature = "tracing")]
+async fn in_request_span(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        user_id = tracing::field::Empty
+    );
+    next.call(req).instrument(span).await
 }
 
 /// Stops the server when the test ends (the stop command is sent at once; nothing waits).

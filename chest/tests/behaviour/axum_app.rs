@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::error_handling::HandleError;
 use axum::extract::State;
 use axum::http::{Method, Request, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::routing::{any, MethodRouter};
 use axum::Router;
 use chest::layer::ChestLayer;
@@ -12,7 +13,8 @@ use chest::{Recorder, Vars};
 use tower::Layer;
 
 use crate::harness::{
-    bind, Framework, Handler, Placement, Req, TestServer, INNER_ERROR_BODY, INNER_ERROR_STATUS,
+    bind, Framework, Handler, Placement, Reply, Req, TestServer, INNER_ERROR_BODY,
+    INNER_ERROR_STATUS,
 };
 
 pub struct Axum;
@@ -45,6 +47,26 @@ impl Framework for Axum {
         });
         serve_router(Router::new().route_service("/items/{id}", service))
     }
+
+    #[cfg(feature = "tracing")]
+    fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer {
+        serve_in_outer_span(recorder, handler)
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer {
+    use tower_http::trace::TraceLayer;
+    let app = Router::new()
+        .route("/items/{id}", any(endpoint))
+        .route_layer(ChestLayer::new(recorder))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                tracing::info_span!("request", method = %req.method(), user_id = tracing::field::Empty)
+            }),
+        )
+        .with_state(handler);
+    serve_router(app)
 }
 
 /// The inner service's error.
@@ -78,12 +100,15 @@ async fn endpoint(
     method: Method,
     uri: Uri,
     vars: Vars,
-) -> (StatusCode, String) {
+) -> Response<Body> {
     let reply = handler(&vars, &request_of(&method, &uri));
-    (
-        StatusCode::from_u16(reply.status).expect("a valid status"),
-        reply.body,
-    )
+    let status = StatusCode::from_u16(reply.status).expect("a valid status");
+    let body = if reply.chunks.is_empty() {
+        Body::from(reply.body)
+    } else {
+        Body::from_stream(Reply::stream(reply.chunks, reply.delay))
+    };
+    (status, body).into_response()
 }
 
 fn app(layer: ChestLayer, placement: Placement) -> Router<Handler> {
