@@ -21,9 +21,8 @@ fn in_scope(vars: &Vars, f: impl FnOnce()) {
 }
 
 fn per_field(c: &mut Criterion) {
-    let _subscriber = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(TracingBridge::new()),
-    );
+    let _subscriber =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(TracingBridge::new()));
     let vars = Vars::new("bench");
     in_scope(&vars, || {
         let mut group = c.benchmark_group("one field in a scope");

@@ -38,6 +38,11 @@
 //! written, without a route, exactly as the axum layer does for a failing inner service; the
 //! error is passed on unchanged and cannot carry the request-id header. If a chest write failed
 //! and `raise_exceptions` is on, the bare 500 is sent instead.
+//!
+//! With [`Recorder::request_facts`](crate::Recorder::request_facts) on, the middleware also
+//! records the request's [facts](crate::facts), as the axum layer does, and boxes the response
+//! body into one that counts its bytes and notices its end; with it off (the default) neither
+//! the clock nor the body is touched.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;

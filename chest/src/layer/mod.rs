@@ -16,6 +16,10 @@
 //! header (an error carries no headers). If a chest write failed and `raise_exceptions` is on,
 //! the bare 500 is sent instead of the error, as it would replace a response.
 //!
+//! With [`Recorder::request_facts`](crate::Recorder::request_facts) on, the layer also records
+//! the request's [facts](crate::facts), and wraps the response body to count its bytes and
+//! notice its end; with it off (the default) neither the clock nor the body is touched.
+//!
 //! ```
 //! use axum::{routing::get, Router};
 //! use chest::{layer::ChestLayer, MemoryChest, Recorder, Tracked, Vars};

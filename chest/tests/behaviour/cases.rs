@@ -161,7 +161,17 @@ const VARS: usize = 2;
 /// 64 clients send 2,000 numbered requests (GET and POST), all answered 200: the (number,
 /// status, request id) of each.
 async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16, String)> {
-    let server = Arc::new(serve::<F>(recorder, numbered));
+    concurrent_clients_of::<F>(recorder, numbered, REQUESTS).await
+}
+
+/// 64 clients send `requests` requests to `/items/{n}` (GET and POST by turns) served by
+/// `handler`, all answered 200: the (n, status, request id) of each.
+pub async fn concurrent_clients_of<F: Framework>(
+    recorder: Recorder,
+    handler: Handler,
+    requests: usize,
+) -> Vec<(usize, u16, String)> {
+    let server = Arc::new(serve::<F>(recorder, handler));
     let next = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -171,7 +181,7 @@ async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16
                 let mut answers = Vec::new();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= REQUESTS {
+                    if n >= requests {
                         return answers;
                     }
                     let method = if n % 2 == 0 { "GET" } else { "POST" };
@@ -186,7 +196,7 @@ async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16
     for client in clients {
         answers.extend(client.await.expect("client task"));
     }
-    assert_eq!(answers.len(), REQUESTS);
+    assert_eq!(answers.len(), requests);
     let failed: Vec<_> = answers.iter().filter(|(_, s, _)| *s != 200).collect();
     assert!(failed.is_empty(), "non-200 answers: {failed:?}");
     answers

@@ -2,14 +2,17 @@
 //! served by real servers with the bridge in the global subscriber, SQLite read back with SQL.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use chest::{Recorder, Tracked, Vars};
 use tracing::field::Empty;
 use tracing::{info, info_span, Span};
 
-use crate::harness::{client, Framework, Placement, Reply, Req, Row, TempDb};
+use crate::harness::{Framework, Handler, Placement, Reply, Req, Row, TempDb, TestServer};
+
+/// Serves `handler` on the routed paths, writing to `db`'s SQLite chest.
+fn serve_sqlite<F: Framework>(db: &TempDb, handler: Handler) -> TestServer {
+    F::serve(Recorder::new().chest(db.chest()), handler, Placement::Route)
+}
 
 /// Name → (value as text, value type) of one request's rows, which must have unique names.
 fn by_name(rows: &[Row], request_id: &str) -> HashMap<String, (String, String)> {
@@ -55,11 +58,7 @@ fn traced_everything(vars: &Vars, req: &Req) -> Reply {
 
 pub async fn span_and_event_fields_become_typed_rows<F: Framework>() {
     let db = TempDb::new();
-    let server = F::serve(
-        Recorder::new().chest(db.chest()),
-        traced_everything,
-        Placement::Route,
-    );
+    let server = serve_sqlite::<F>(&db, traced_everything);
     let answer = server.get("/items/7").await;
     assert_eq!(answer.status, 200);
     let request_id = answer.request_id();
@@ -158,11 +157,7 @@ fn invalid_names(vars: &Vars, _: &Req) -> Reply {
 
 pub async fn invalid_field_names_are_skipped_and_counted<F: Framework>() {
     let db = TempDb::new();
-    let server = F::serve(
-        Recorder::new().chest(db.chest()),
-        invalid_names,
-        Placement::Route,
-    );
+    let server = serve_sqlite::<F>(&db, invalid_names);
     let stats = crate::harness::bridge().stats();
     let before = stats.invalid_names();
     let answer = server.get("/items/1").await;
@@ -185,48 +180,21 @@ fn numbered_by_tracing(vars: &Vars, req: &Req) -> Reply {
     Reply::ok(vars.request_id())
 }
 
-const CLIENTS: usize = 64;
 const REQUESTS: usize = 1_000;
 
 pub async fn concurrent_requests_never_mix_fields<F: Framework>() {
     let db = TempDb::new();
-    let server = Arc::new(F::serve(
-        Recorder::new().chest(db.chest()),
-        numbered_by_tracing,
-        Placement::Route,
-    ));
-    let next = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (server, next) = (server.clone(), next.clone());
-            tokio::spawn(async move {
-                let client = client();
-                let mut answers = Vec::new();
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= REQUESTS {
-                        return answers;
-                    }
-                    let answer = server
-                        .send_with(&client, "GET", &format!("/items/{n}"), &[])
-                        .await;
-                    assert_eq!(answer.status, 200);
-                    answers.push((n as i64, answer.request_id()));
-                }
-            })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.extend(task.await.expect("client task"));
-    }
+    let recorder = Recorder::new().chest(db.chest());
+    let answers =
+        crate::cases::concurrent_clients_of::<F>(recorder, numbered_by_tracing, REQUESTS).await;
     let rows = db.rows();
     assert_eq!(rows.len(), REQUESTS * 3, "three rows per request");
     let mut by_request: HashMap<&str, Vec<&Row>> = HashMap::new();
     for row in &rows {
         by_request.entry(&row.request_id).or_default().push(row);
     }
-    for (n, request_id) in &answers {
+    for (n, _, request_id) in &answers {
+        let n = *n as i64;
         let got: HashMap<&str, &str> = by_request[request_id.as_str()]
             .iter()
             .map(|r| (r.name.as_str(), r.value.as_str()))
@@ -239,6 +207,9 @@ pub async fn concurrent_requests_never_mix_fields<F: Framework>() {
         let expected: HashMap<&str, &str> =
             expected.iter().map(|(k, v)| (*k, v.as_str())).collect();
         assert_eq!(got, expected, "request {n}");
+        assert!(by_request[request_id.as_str()]
+            .iter()
+            .all(|r| r.route.is_some()));
     }
 }
 
@@ -256,11 +227,7 @@ fn outside_and_inside(vars: &Vars, _: &Req) -> Reply {
 
 pub async fn nothing_is_recorded_outside_a_scope<F: Framework>() {
     let db = TempDb::new();
-    let server = F::serve(
-        Recorder::new().chest(db.chest()),
-        outside_and_inside,
-        Placement::Route,
-    );
+    let server = serve_sqlite::<F>(&db, outside_and_inside);
     // The test's own task has no scope either.
     info!(test_side = 1, "outside any request");
     let answer = server.get("/items/1").await;
