@@ -8,7 +8,11 @@
 //! | [`REQUEST_BYTES`] `chest.request_bytes` | Int: the request body's size, from its `Content-Length` (absent when the request declares none) | the handler's response |
 //! | [`TIME_TO_LAST_BYTE`] `chest.time_to_last_byte_s` | Float: seconds from the request entering chest's middleware to the response body's last byte being handed to the server (or to the body being dropped) | the body's end |
 //! | [`RESPONSE_BYTES`] `chest.response_bytes` | Int: bytes of response body handed to the server | the body's end |
-//! | [`BODY_COMPLETE`] `chest.body_complete` | Bool: whether the whole body was sent (`false` when the client went away, or the body failed, before its end) | the body's end |
+//! | [`BODY_COMPLETE`] `chest.body_complete` | Bool: whether the whole body was handed to the server (`false` when the client went away, or the body failed, before its end) | the body's end |
+//!
+//! "Handed to the server" is as far as the server can tell: bytes written into the socket's
+//! buffers count as sent even if the client leaves before reading them, so a client that leaves
+//! near the end of a small body may still show a complete one.
 //!
 //! Every name starts with the reserved prefix `chest.`, which [`Vars::set`](crate::Vars::set)
 //! refuses, so facts never clash with your variables. Facts go through the recorder's

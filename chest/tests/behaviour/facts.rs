@@ -97,6 +97,25 @@ pub async fn facts_time_and_count_a_slow_streamed_body<F: Framework>() {
     assert!(headers < 0.45, "the headers go before the body: {headers}");
 }
 
+/// 16 chunks of 1 MiB, each after 50 ms: more than the sockets' buffers hold, so a server
+/// notices a client that left (actix-web writes into them until a write fails).
+fn long_stream(vars: &Vars, _: &Req) -> Reply {
+    vars.set("streamed", true).unwrap();
+    Reply::streamed(vec!["x".repeat(1 << 20); 16], Duration::from_millis(50))
+}
+
+pub async fn facts_of_a_body_the_client_left_say_so<F: Framework>() {
+    let db = TempDb::new();
+    let server = F::serve(facts_recorder(&db), long_stream, Placement::Route);
+    let request_id = server.get_and_leave_early("/items/1").await;
+    let rows = db.rows_eventually(ROWS_WITH_FACTS - 1).await;
+    let facts = facts_of(&rows, &request_id);
+    assert_eq!(facts[BODY_COMPLETE].0, "false", "{facts:?}");
+    let (_, sent, _) = &facts[RESPONSE_BYTES];
+    let sent = sent.expect("a number");
+    assert!(sent > 0.0 && sent < f64::from(16 << 20), "{sent} of 16 MiB");
+}
+
 pub async fn facts_go_through_the_selection<F: Framework>() {
     let db = TempDb::new();
     let tracked = Tracked::methods().method("GET", [STATUS, TIME_TO_LAST_BYTE]);

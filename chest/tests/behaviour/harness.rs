@@ -152,6 +152,22 @@ impl TestServer {
         self.send_with(&self.client, method, path, headers).await
     }
 
+    /// GETs `path`, reads the body's first chunk and goes away: the request id.
+    pub async fn get_and_leave_early(&self, path: &str) -> String {
+        let client = client(); // its own connection, closed when dropped
+        let mut response = client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the server answers");
+        let answer_id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("an ASCII id")
+            .to_owned();
+        response.chunk().await.expect("a first chunk");
+        answer_id
+    }
+
     /// Sends `body` (with its `Content-Length`).
     pub async fn send_body(&self, method: &str, path: &str, body: &'static str) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");

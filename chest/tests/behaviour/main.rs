@@ -71,6 +71,7 @@ mod request_facts {
     behaviour_table! { facts:
         facts_give_the_status_and_sizes_of_404_and_500,
         facts_time_and_count_a_slow_streamed_body,
+        facts_of_a_body_the_client_left_say_so,
         facts_go_through_the_selection,
         failed_write_keeps_header_facts_and_sends_no_body_facts,
     }
