@@ -84,7 +84,6 @@ mod tracked {
 
     use super::TIME_TO_LAST_BYTE;
     use super::{BODY_COMPLETE, REQUEST_BYTES, RESPONSE_BYTES, STATUS, TIME_TO_HEADERS};
-    use crate::recorder::shared_method;
     use crate::{Recorder, Value, Vars};
 
     /// What an adapter keeps of a request from its start when facts are on.
@@ -95,40 +94,41 @@ mod tracked {
 
     impl Started {
         /// The request starts now; `content_length` is its `Content-Length` header, if any.
-        pub(crate) fn now(content_length: Option<&[u8]>) -> Self {
+        /// Boxed, as is what [`at_headers`](Self::at_headers) returns: the adapters' response
+        /// futures then carry a pointer, not the facts, through the request path without them.
+        pub(crate) fn now(content_length: Option<&[u8]>) -> Box<Self> {
             let request_bytes = content_length
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.trim().parse().ok());
-            Started {
+            Box::new(Started {
                 at: Instant::now(),
                 request_bytes,
-            }
+            })
         }
 
         /// The handler answered `status`: records the facts known now into `vars`, and returns
         /// what the body will need for the rest. Call it once the route is known.
         pub(crate) fn at_headers(
-            self,
+            &self,
             recorder: &Arc<Recorder>,
             vars: &Vars,
             method: &str,
             status: u16,
-        ) -> BodyFacts {
+        ) -> Box<BodyFacts> {
             vars.set_fact(STATUS, Value::from(status));
             vars.set_fact(TIME_TO_HEADERS, Value::from(self.at.elapsed()));
             if let Some(bytes) = self.request_bytes {
                 vars.set_fact(REQUEST_BYTES, Value::from(bytes));
             }
-            BodyFacts {
+            Box::new(BodyFacts {
                 recorder: recorder.clone(),
-                request_id: vars.shared_request_id(),
-                method: shared_method(method),
-                route: vars.route(),
+                vars: vars.sibling(),
+                method: method.into(),
                 started: self.at,
                 bytes: 0,
                 expected: None,
                 done: true,
-            }
+            })
         }
     }
 
@@ -136,9 +136,10 @@ mod tracked {
     /// writes them. Shared by the axum and actix-web body wrappers.
     pub(crate) struct BodyFacts {
         recorder: Arc<Recorder>,
-        request_id: Arc<str>,
-        method: Arc<str>,
-        route: Option<Arc<str>>,
+        /// A store of the request's own (its id and route), written through `Recorder::finish`
+        /// like the first.
+        vars: Vars,
+        method: Box<str>,
         started: Instant,
         bytes: u64,
         /// The body's exact size, when it says so: reaching it is the end.
@@ -150,7 +151,7 @@ mod tracked {
     impl BodyFacts {
         /// Starts watching a body of `expected` bytes (when known). A body that is empty from
         /// the start may never be polled, so it ends at once.
-        pub(crate) fn watch(mut self, expected: Option<u64>) -> Self {
+        pub(crate) fn watch(mut self: Box<Self>, expected: Option<u64>) -> Box<Self> {
             self.done = false;
             self.expected = expected;
             if expected == Some(0) {
@@ -172,17 +173,15 @@ mod tracked {
             if std::mem::replace(&mut self.done, true) {
                 return;
             }
-            let set = vec![
-                fact(TIME_TO_LAST_BYTE, Value::from(self.started.elapsed())),
-                fact(RESPONSE_BYTES, Value::from(self.bytes)),
-                fact(BODY_COMPLETE, Value::Bool(complete)),
-            ];
-            let records =
-                self.recorder
-                    .build_records(set, &self.request_id, &self.method, self.route.take());
-            if !records.is_empty() {
-                deliver_detached(self.recorder.clone(), records, self.request_id.clone());
-            }
+            let vars = &self.vars;
+            vars.set_fact(TIME_TO_LAST_BYTE, Value::from(self.started.elapsed()));
+            vars.set_fact(RESPONSE_BYTES, Value::from(self.bytes));
+            vars.set_fact(BODY_COMPLETE, Value::Bool(complete));
+            finish_detached(
+                self.recorder.clone(),
+                vars.clone(),
+                std::mem::take(&mut self.method),
+            );
         }
     }
 
@@ -194,20 +193,12 @@ mod tracked {
         }
     }
 
-    fn fact(name: &'static str, value: Value) -> crate::vars::Entry {
-        (Arc::from(name), value)
-    }
-
-    /// Writes `records` without waiting: a write that completes at once (an enqueue) is done
-    /// here, any other becomes a task on the current tokio runtime.
-    fn deliver_detached(
-        recorder: Arc<Recorder>,
-        records: Vec<crate::Record>,
-        request_id: Arc<str>,
-    ) {
+    /// Writes `vars` without waiting: a write that completes at once (an enqueue) is done here,
+    /// any other becomes a task on the current tokio runtime.
+    fn finish_detached(recorder: Arc<Recorder>, vars: Vars, method: Box<str>) {
         let mut write = Box::pin(async move {
-            // Failures are logged by `deliver`; the response is gone, nothing else to do.
-            let _ = recorder.deliver(records, &request_id).await;
+            // Failures are logged by `finish`; the response is gone, nothing else to do.
+            let _ = recorder.finish(&vars, &method).await;
         });
         // The no-op waker is replaced by the runtime's when the write has to wait and is spawned.
         if write
@@ -244,12 +235,12 @@ mod axum_body {
         pub(crate) struct CountedBody<B> {
             #[pin]
             inner: B,
-            facts: BodyFacts,
+            facts: Box<BodyFacts>,
         }
     }
 
     impl<B: Body<Data = Bytes>> CountedBody<B> {
-        pub(crate) fn new(inner: B, facts: BodyFacts) -> Self {
+        pub(crate) fn new(inner: B, facts: Box<BodyFacts>) -> Self {
             let facts = facts.watch(inner.size_hint().exact());
             CountedBody { inner, facts }
         }
@@ -306,12 +297,12 @@ mod actix_body {
         pub(crate) struct CountedMessageBody<B> {
             #[pin]
             inner: B,
-            facts: BodyFacts,
+            facts: Box<BodyFacts>,
         }
     }
 
     impl<B: MessageBody> CountedMessageBody<B> {
-        pub(crate) fn new(inner: B, facts: BodyFacts) -> Self {
+        pub(crate) fn new(inner: B, facts: Box<BodyFacts>) -> Self {
             let expected = match inner.size() {
                 BodySize::None => Some(0),
                 BodySize::Sized(n) => Some(n),

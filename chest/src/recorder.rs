@@ -66,13 +66,6 @@ thread_local! {
     static SHARED_METHODS: [Arc<str>; 9] = STANDARD_METHODS.map(Arc::from);
 }
 
-/// `method` as a shared string: this thread's copy for the standard methods.
-pub(crate) fn shared_method(method: &str) -> Arc<str> {
-    SHARED_METHODS
-        .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
-        .unwrap_or_else(|| Arc::from(method))
-}
-
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
@@ -222,18 +215,6 @@ impl Recorder {
         if records.is_empty() {
             return Finished::NothingToWrite;
         }
-        if self.deliver(records, vars.request_id()).await {
-            Finished::Written
-        } else {
-            Finished::Failed {
-                fail_response: self.raise_exceptions,
-            }
-        }
-    }
-
-    /// Writes `records` (of the request `request_id`, not empty) to every chest and logs each
-    /// failure; `true` when every chest took them.
-    pub(crate) async fn deliver(&self, records: Vec<Record>, request_id: &str) -> bool {
         let errors = match &*self.chests {
             // The common case, one chest: hand the records over, no copy, no joined futures.
             [chest] => chest.write_owned(records).await.err().into_iter().collect(),
@@ -243,33 +224,31 @@ impl Recorder {
             tracing::error!(
                 target: "chest",
                 chest = error.chest(),
-                request_id,
+                request_id = vars.request_id(),
                 error = %error,
                 "chest write failed"
             );
         }
-        errors.is_empty()
+        if errors.is_empty() {
+            Finished::Written
+        } else {
+            Finished::Failed {
+                fail_response: self.raise_exceptions,
+            }
+        }
     }
 
     /// The records to write for a request: the selected variables, in order, stamped now.
     pub fn records(&self, vars: &Vars, method: &str) -> Vec<Record> {
         let (set, route) = vars.take();
-        self.build_records(set, vars.request_id_ref(), method, route)
-    }
-
-    /// The records of `set` (before selection) for one request.
-    pub(crate) fn build_records(
-        &self,
-        set: Vec<crate::vars::Entry>,
-        request_id: &Arc<str>,
-        method: &str,
-        route: Option<Arc<str>>,
-    ) -> Vec<Record> {
         let selected = self.tracked.select(method, set);
         if selected.is_empty() {
             return Vec::new();
         }
-        let method = shared_method(method);
+        let request_id = vars.shared_request_id();
+        let method = SHARED_METHODS
+            .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
+            .unwrap_or_else(|| Arc::from(method));
         let time = SystemTime::now();
         selected
             .into_iter()

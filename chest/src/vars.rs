@@ -68,6 +68,7 @@ pub enum VarError {
 /// assert!(chest::vars::validate_name("a\nb").is_err());
 /// assert!(chest::vars::validate_name("chest.status").is_err());
 /// ```
+#[inline]
 pub fn validate_name(name: &str) -> Result<(), VarError> {
     let reason = if name.is_empty() {
         "it is empty"
@@ -121,25 +122,14 @@ struct State {
     entries: Vec<Entry>,
     route: Option<Arc<str>>,
     /// The names whose value came from the tracing bridge (and so may be replaced by it); empty
-    /// unless the bridge recorded something.
+    /// unless the bridge recorded something. Not there without the feature: the request path
+    /// does not drop even an empty vector for it.
+    #[cfg(feature = "tracing")]
     bridged: Vec<Arc<str>>,
 }
 
+#[cfg(feature = "tracing")]
 impl State {
-    /// Sets `name` (replacing its value, keeping its place); `true` when it was set already.
-    fn put(&mut self, name: &str, value: Value) -> bool {
-        match self.entries.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, slot)) => {
-                *slot = value;
-                true
-            }
-            None => {
-                self.entries.push((Arc::from(name), value));
-                false
-            }
-        }
-    }
-
     /// A name set through [`Vars::set`] or removed is no longer the bridge's to replace.
     fn forget_bridged(&mut self, name: &str) {
         if !self.bridged.is_empty() {
@@ -170,8 +160,13 @@ impl Vars {
         validate_name(name)?;
         let value = value.into();
         let mut state = self.state();
-        if state.put(name, value) {
-            state.forget_bridged(name);
+        match state.entries.iter_mut().find(|(n, _)| &**n == name) {
+            Some((_, slot)) => {
+                *slot = value;
+                #[cfg(feature = "tracing")]
+                state.forget_bridged(name);
+            }
+            None => state.entries.push((Arc::from(name), value)),
         }
         Ok(())
     }
@@ -201,7 +196,11 @@ impl Vars {
     /// Records one of chest's own facts; their names are constants outside the user namespace.
     #[cfg(any(feature = "axum", feature = "actix"))]
     pub(crate) fn set_fact(&self, name: &'static str, value: Value) {
-        self.state().put(name, value);
+        let mut state = self.state();
+        match state.entries.iter_mut().find(|(n, _)| &**n == name) {
+            Some((_, slot)) => *slot = value,
+            None => state.entries.push((Arc::from(name), value)),
+        }
     }
 
     /// The value recorded under `name`, if any.
@@ -217,6 +216,7 @@ impl Vars {
     pub fn remove(&self, name: &str) -> Option<Value> {
         let mut state = self.state();
         let at = state.entries.iter().position(|(n, _)| &**n == name)?;
+        #[cfg(feature = "tracing")]
         state.forget_bridged(name);
         Some(state.entries.remove(at).1)
     }
@@ -246,15 +246,13 @@ impl Vars {
         self.shared.request_id.clone()
     }
 
-    /// This request's id, shared, without a clone.
-    pub(crate) fn request_id_ref(&self) -> &Arc<str> {
-        &self.shared.request_id
-    }
-
-    /// The route template known so far.
+    /// A new, empty store for the same request, with the route known so far: for what is
+    /// recorded after the request's own store was written (the body facts).
     #[cfg(any(feature = "axum", feature = "actix"))]
-    pub(crate) fn route(&self) -> Option<Arc<str>> {
-        self.state().route.clone()
+    pub(crate) fn sibling(&self) -> Vars {
+        let sibling = Vars::new(self.shared_request_id());
+        sibling.state().route = self.state().route.clone();
+        sibling
     }
 
     /// Runs `fut` with this store as the current task's store, so [`set`], [`get`] and
@@ -267,6 +265,7 @@ impl Vars {
     /// Takes the variables out (the store is left empty) with the route the request matched.
     pub(crate) fn take(&self) -> (Vec<Entry>, Option<Arc<str>>) {
         let mut state = self.state();
+        #[cfg(feature = "tracing")]
         state.bridged.clear();
         (std::mem::take(&mut state.entries), state.route.take())
     }
