@@ -4,7 +4,7 @@
 //! [`TracingBridge`] is a [`tracing_subscriber::Layer`]. While a request is inside a chest scope
 //! (the axum [`ChestLayer`](crate::layer::ChestLayer), the actix-web
 //! `chest::actix::ChestMiddleware`, or [`Vars::scope`](crate::Vars::scope)), it records into
-//! that request's [`Vars`](crate::Vars):
+//! that request's [`Vars`]:
 //! - the fields of spans **created** inside the scope, at creation;
 //! - fields given to **`Span::record`** while the scope is current, whatever span they are recorded
 //!   on and wherever it was created: the request span of a tower-http `TraceLayer` placed outside
