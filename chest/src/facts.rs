@@ -115,11 +115,17 @@ mod tracked {
             method: &str,
             status: u16,
         ) -> Box<BodyFacts> {
-            vars.set_fact(STATUS, Value::from(status));
-            vars.set_fact(TIME_TO_HEADERS, Value::from(self.at.elapsed()));
-            if let Some(bytes) = self.request_bytes {
-                vars.set_fact(REQUEST_BYTES, Value::from(bytes));
-            }
+            let request_bytes = self
+                .request_bytes
+                .map(|b| fact(REQUEST_BYTES, Value::from(b)));
+            vars.push_facts(
+                [
+                    fact(STATUS, Value::from(status)),
+                    fact(TIME_TO_HEADERS, Value::from(self.at.elapsed())),
+                ]
+                .into_iter()
+                .chain(request_bytes),
+            );
             Box::new(BodyFacts {
                 recorder: recorder.clone(),
                 vars: vars.sibling(),
@@ -173,13 +179,14 @@ mod tracked {
             if std::mem::replace(&mut self.done, true) {
                 return;
             }
-            let vars = &self.vars;
-            vars.set_fact(TIME_TO_LAST_BYTE, Value::from(self.started.elapsed()));
-            vars.set_fact(RESPONSE_BYTES, Value::from(self.bytes));
-            vars.set_fact(BODY_COMPLETE, Value::Bool(complete));
+            self.vars.push_facts([
+                fact(TIME_TO_LAST_BYTE, Value::from(self.started.elapsed())),
+                fact(RESPONSE_BYTES, Value::from(self.bytes)),
+                fact(BODY_COMPLETE, Value::Bool(complete)),
+            ]);
             finish_detached(
                 self.recorder.clone(),
-                vars.clone(),
+                self.vars.clone(),
                 std::mem::take(&mut self.method),
             );
         }
@@ -191,6 +198,18 @@ mod tracked {
         fn drop(&mut self) {
             self.end(false);
         }
+    }
+
+    thread_local! {
+        /// The facts' names as shared strings, made once per thread: a request's facts then
+        /// allocate no name (per thread, so that no count is written by every core).
+        static NAMES: [Arc<str>; 6] = super::ALL.map(Arc::from);
+    }
+
+    /// A fact, its name shared.
+    fn fact(name: &'static str, value: Value) -> crate::vars::Entry {
+        let shared = NAMES.with(|names| names.iter().find(|n| ***n == *name).cloned());
+        (shared.unwrap_or_else(|| Arc::from(name)), value)
     }
 
     /// Writes `vars` without waiting: a write that completes at once (an enqueue) is done here,

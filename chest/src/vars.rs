@@ -193,14 +193,11 @@ impl Vars {
         }
     }
 
-    /// Records one of chest's own facts; their names are constants outside the user namespace.
+    /// Records chest's own facts, under one lock. Their names are constants outside the user
+    /// namespace, and each is recorded once per store: no name is looked for.
     #[cfg(any(feature = "axum", feature = "actix"))]
-    pub(crate) fn set_fact(&self, name: &'static str, value: Value) {
-        let mut state = self.state();
-        match state.entries.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, slot)) => *slot = value,
-            None => state.entries.push((Arc::from(name), value)),
-        }
+    pub(crate) fn push_facts(&self, facts: impl IntoIterator<Item = Entry>) {
+        self.state().entries.extend(facts);
     }
 
     /// The value recorded under `name`, if any.
