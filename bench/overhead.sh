@@ -7,8 +7,9 @@
 # its last line: overhead_ratio=<median chest req/s ÷ median bare req/s>.
 #
 #   bench/overhead.sh [extra `chest demo` args, e.g. --inline]
+#   ROUTE=/traced NAME=user_id bench/overhead.sh   # the tracing bridge's route (facts on) instead
 #
-# Knobs (env): PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
+# Knobs (env): ROUTE (default /api-endpoint), NAME (the variable counted, default transaction), PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
 # see bench/lib.sh (the measuring part, shared with bench/overhead-actix.sh). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 cargo build --release -q -p chest-cli
 chest="${CARGO_TARGET_DIR:-target}/release/chest"
 bench_start "chest demo" "$chest" demo --addr 127.0.0.1:0 --db "$bench_work/bench.db" "$@"
-bench_pairs "$url/bare" "$url/api-endpoint"
-rows=$("$chest" stats --db "$bench_work/bench.db" --json --name transaction | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
-bench_report "demo args: ${*:-(default)}" "rows written (transaction): ${rows:-0}"
+route=${ROUTE:-/api-endpoint} name=${NAME:-transaction}
+bench_pairs "$url/bare" "$url$route"
+rows=$("$chest" stats --db "$bench_work/bench.db" --json --name "$name" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
+bench_report "route $route, demo args: ${*:-(default)}" "rows written ($name): ${rows:-0}"

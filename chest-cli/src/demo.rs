@@ -57,16 +57,43 @@ async fn api_endpoint() -> &'static str {
     "Hello, World!"
 }
 
-/// The demo's routes: the recorded sample endpoint, `/bare`, `GET /chest/stats`, and
+/// `GET /traced`: records only through `tracing` (the bridge of `main` turns the fields into
+/// variables). In a module of its own so that the default log filter can leave its per-request
+/// event out of the log: it is a fact for the chest, not a log line.
+mod traced {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Users seen, for the `user_id` variable.
+    static USERS: AtomicU64 = AtomicU64::new(0);
+
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn traced() -> &'static str {
+        let user_id = USERS.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::Span::current().record("user_id", user_id);
+        tracing::info!(cart_total = 12.5, "checkout");
+        "Hello, traced World!"
+    }
+}
+
+/// The demo's routes: the recorded sample endpoint, `/traced`, `/bare`, `GET /chest/stats`, and
 /// `GET /metrics` when there is a Prometheus chest.
 fn app(recorder: Recorder, batched: Vec<Batched>, prometheus: Option<&PrometheusChest>) -> Router {
     let stats = move || {
         let all: Vec<Stats> = batched.iter().map(Batched::stats).collect();
         std::future::ready(Json(all))
     };
+    // The same chests, every variable, and the automatic request facts.
+    let traced_recorder = recorder
+        .clone()
+        .tracked_vars(Tracked::all())
+        .request_facts(true);
     let app = Router::new()
         .route("/api-endpoint", get(api_endpoint).post(api_endpoint))
         .route_layer(ChestLayer::new(recorder))
+        .route(
+            "/traced",
+            get(traced::traced).route_layer(ChestLayer::new(traced_recorder)),
+        )
         .route("/bare", get(api_endpoint))
         .route("/chest/stats", get(stats));
     match prometheus {
@@ -151,7 +178,7 @@ async fn serve(args: DemoArgs) -> Result<(), CliError> {
     // The banner is a courtesy: a closed stdout (a pipe whose reader left) must not stop the server.
     let banner = format!(
         "chest demo listening on http://{addr}\n  recorded:   curl http://{addr}/api-endpoint  \
-         (GET and POST)\n  no layer:   curl http://{addr}/bare\n  counters:   curl \
+         (GET and POST)\n  traced:     curl http://{addr}/traced  (recorded through tracing)\n  no layer:   curl http://{addr}/bare\n  counters:   curl \
          http://{addr}/chest/stats  and  curl http://{addr}/metrics\n  then:       chest query --db {} --table {}\n",
         args.db.display(),
         args.table

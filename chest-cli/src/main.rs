@@ -4,6 +4,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::prelude::*;
 
 mod demo;
 mod export;
@@ -44,12 +46,21 @@ type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    // The demo's `/traced` handler's per-request event is for its chest, not the log.
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,chest::demo::traced=warn".into()),
+        );
+    // The bridge records only inside chest scopes (the demo's routes); filtered on its own, so
+    // that quieting the log does not quiet the chest, and no debug or trace callsite is enabled
+    // for it.
+    let bridge = chest::bridge::TracingBridge::new().with_filter(LevelFilter::INFO);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(bridge)
         .init();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),

@@ -210,6 +210,63 @@ async fn demo_writes_and_query_and_stats_read_it() {
     );
 }
 
+#[tokio::test]
+async fn demo_traced_records_through_tracing_with_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let demo = Demo::start(&db);
+    let client = http_client();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let res = client
+            .get(format!("{}/traced", demo.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        ids.push(res.headers()["x-request-id"].to_str().unwrap().to_owned());
+        assert_eq!(res.text().await.unwrap(), "Hello, traced World!");
+    }
+    assert!(demo.stop().success());
+
+    let db = db.to_str().unwrap();
+    for (user_id, id) in ids.iter().enumerate() {
+        let rows = json_lines(&chest(&["query", "--db", db, "--json", "--request-id", id]));
+        let value = |name: &str| {
+            let row = rows
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap_or_else(|| panic!("no {name} in {rows:?}"));
+            assert_eq!(row["route"], "/traced");
+            (row["value"].clone(), row["value_type"].clone())
+        };
+        assert_eq!(
+            value("user_id"),
+            (serde_json::json!(user_id + 1), "int".into())
+        );
+        assert_eq!(
+            value("cart_total"),
+            (serde_json::json!(12.5), "float".into())
+        );
+        assert_eq!(
+            value("chest.status"),
+            (serde_json::json!(200), "int".into())
+        );
+        let body_bytes = "Hello, traced World!".len();
+        assert_eq!(
+            value("chest.response_bytes"),
+            (serde_json::json!(body_bytes), "int".into())
+        );
+        assert_eq!(value("chest.body_complete").1, "bool");
+        assert_eq!(value("chest.time_to_last_byte_s").1, "float");
+        assert_eq!(
+            rows.len(),
+            7,
+            "two variables and five facts (no request body): {rows:?}"
+        );
+    }
+}
+
 /// Sends one GET and one POST, stops the demo, and returns the rows written.
 async fn round_trip(db: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let demo = Demo::start_with(db, extra);

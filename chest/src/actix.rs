@@ -35,20 +35,28 @@
 //!
 //! An error that an inner middleware returns instead of a response (actix-web turns handler
 //! errors into responses before this middleware sees them) still has the handler's variables
-//! written, without a route; it cannot carry the request-id header.
+//! written, without a route, exactly as the axum layer does for a failing inner service; the
+//! error is passed on unchanged and cannot carry the request-id header. If a chest write failed
+//! and `raise_exceptions` is on, the bare 500 is sent instead.
+//!
+//! With [`Recorder::request_facts`](crate::Recorder::request_facts) on, the middleware also
+//! records the request's [facts](crate::facts), as the axum layer does, and boxes the response
+//! body into one that counts its bytes and notices its end; with it off (the default) neither
+//! the clock nor the body is touched.
 
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use actix_web::body::{BoxBody, EitherBody};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
+use crate::facts::{CountedMessageBody, Started};
 use crate::recorder::{FAILED_WRITE_BODY, FAILED_WRITE_CONTENT_TYPE};
 use crate::{Recorder, Vars};
 
@@ -61,7 +69,8 @@ pub struct ChestMiddleware {
 
 #[derive(Clone, Debug)]
 struct Shared {
-    recorder: Recorder,
+    /// Shared with the request's body facts, when they are on; each worker has its own.
+    recorder: Arc<Recorder>,
     /// The recorder's header names, converted once to actix-web's `http` 0.2 type.
     response_header: Option<HeaderName>,
     incoming_header: Option<HeaderName>,
@@ -74,7 +83,7 @@ impl ChestMiddleware {
         let incoming_header = recorder.incoming_id_header().and_then(actix_header_name);
         ChestMiddleware {
             shared: Arc::new(Shared {
-                recorder,
+                recorder: Arc::new(recorder),
                 response_header,
                 incoming_header,
             }),
@@ -112,7 +121,7 @@ impl<S, B> Transform<S, ServiceRequest> for ChestMiddleware
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,
-    B: 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
@@ -125,7 +134,10 @@ where
         // whose count every worker's core would write.
         ready(Ok(ChestService {
             service,
-            shared: Rc::new(Shared::clone(&self.shared)),
+            shared: Rc::new(Shared {
+                recorder: Arc::new(Recorder::clone(&self.shared.recorder)),
+                ..Shared::clone(&self.shared)
+            }),
         }))
     }
 }
@@ -145,7 +157,7 @@ impl<S, B> Service<ServiceRequest> for ChestService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
     S::Future: 'static,
-    B: 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = actix_web::Error;
@@ -161,6 +173,11 @@ where
             .and_then(|h| req.headers().get(h))
             .and_then(|v| v.to_str().ok());
         let vars = shared.recorder.begin(incoming);
+        // Only when facts are on: otherwise the request path does not even read the clock.
+        let started = shared.recorder.records_request_facts().then(|| {
+            let length = req.headers().get(header::CONTENT_LENGTH);
+            Started::now(length.map(HeaderValue::as_bytes))
+        });
         req.extensions_mut().insert(vars.clone());
         let method = req.method().clone();
         let handler = vars.scope(self.service.call(req));
@@ -168,27 +185,36 @@ where
             let response = match handler.await {
                 Ok(response) => response,
                 Err(error) => {
-                    return if shared.recorder.finish(&vars, method.as_str()).await {
-                        Err(error)
+                    let finished = shared.recorder.finish(&vars, method.as_str()).await;
+                    return Err(if finished.should_fail_response() {
+                        InternalError::from_response(error, failed_write_response()).into()
                     } else {
-                        Err(InternalError::from_response(error, failed_write_response()).into())
-                    };
+                        error
+                    });
                 }
             };
             // Read after the handler: routing has run by now even under `App::wrap`, so this is a
             // lookup by resource id, not a second match of the path. It builds a `String` (and
             // the store an `Arc<str>`), so only when there is something to record.
-            if !vars.is_empty() {
+            if started.is_some() || !vars.is_empty() {
                 if let Some(pattern) = response.request().match_pattern() {
                     vars.set_route_if_unknown(&pattern);
                 }
             }
-            let mut response = if shared.recorder.finish(&vars, method.as_str()).await {
-                response.map_into_left_body()
-            } else {
-                response
+            let body_facts = started.map(|started| {
+                let status = response.status().as_u16();
+                started.at_headers(&shared.recorder, &vars, method.as_str(), status)
+            });
+            let finished = shared.recorder.finish(&vars, method.as_str()).await;
+            let mut response = match body_facts {
+                _ if finished.should_fail_response() => response
                     .into_response(failed_write_response())
-                    .map_into_right_body()
+                    .map_into_right_body(),
+                // The counted body is boxed, as the 500 is: no new body type when facts are off.
+                Some(facts) => response
+                    .map_body(|_, body| BoxBody::new(CountedMessageBody::new(body, facts)))
+                    .map_into_right_body(),
+                None => response.map_into_left_body(),
             };
             if let Some(name) = &shared.response_header {
                 if let Ok(value) = HeaderValue::from_str(vars.request_id()) {

@@ -34,6 +34,12 @@
 //! ## Features
 //! - `axum` (default): [`layer::ChestLayer`] and the [`Vars`] extractor.
 //! - `sqlite` (default): [`chests::sqlite::SqliteChest`].
+//! - `actix`: `actix::ChestMiddleware` and the `Vars` extractor for actix-web.
+//! - `tracing`: `bridge::TracingBridge`, which turns the fields of a request's spans and events
+//!   into its variables.
+//!
+//! [`Recorder::request_facts`] records chest's own facts about each request (status, timings,
+//! body sizes): see [`facts`].
 //!
 //! ## Adding a chest
 //!
@@ -67,10 +73,13 @@ pub mod actix;
 #[cfg(feature = "batch")]
 pub mod batch;
 mod batch_id;
+#[cfg(feature = "tracing")]
+pub mod bridge;
 mod chest;
 pub mod chests;
 pub mod config;
 mod error;
+pub mod facts;
 #[cfg(feature = "axum")]
 pub mod layer;
 mod open;
@@ -93,7 +102,7 @@ pub use crate::chests::memory::MemoryChest;
 pub use crate::error::{error_chain, Error};
 pub use crate::open::open;
 pub use crate::record::Record;
-pub use crate::recorder::Recorder;
+pub use crate::recorder::{Finished, Recorder};
 pub use crate::request_id::{MakeRequestId, Uuid4, Uuid7};
 pub use crate::retry::RetryPolicy;
 pub use crate::track::Tracked;

@@ -51,6 +51,7 @@ pub struct Recorder {
     raise_exceptions: bool,
     header: Option<HeaderName>,
     trust_incoming_id: bool,
+    request_facts: bool,
 }
 
 /// The methods whose shared strings each thread makes once.
@@ -82,6 +83,7 @@ impl Recorder {
             raise_exceptions: true,
             header: Some(HeaderName::from_static("x-request-id")),
             trust_incoming_id: false,
+            request_facts: false,
         }
     }
 
@@ -133,6 +135,32 @@ impl Recorder {
         self
     }
 
+    /// Record chest's own facts about each request (off by default): its status, the time to the
+    /// response headers and to the body's last byte, the response and request body sizes. They
+    /// are named in the reserved `chest.` namespace and go through the same selection as the
+    /// handler's variables; [`crate::facts`] says what each means and when it is written.
+    /// Both adapters record them.
+    ///
+    /// ```
+    /// use chest::{facts, MemoryChest, Recorder, Tracked};
+    ///
+    /// let recorder = Recorder::new()
+    ///     .chest(MemoryChest::new())
+    ///     .request_facts(true)
+    ///     // With a per-method selection, list the facts to keep like any variable.
+    ///     .tracked_vars(Tracked::methods().method("GET", ["user_id", facts::STATUS]));
+    /// assert!(recorder.records_request_facts());
+    /// ```
+    pub fn request_facts(mut self, on: bool) -> Self {
+        self.request_facts = on;
+        self
+    }
+
+    /// Whether [`request_facts`](Self::request_facts) is on.
+    pub fn records_request_facts(&self) -> bool {
+        self.request_facts
+    }
+
     /// The names of the configured chests, in order.
     pub fn chest_names(&self) -> Vec<&str> {
         self.chests.iter().map(|c| c.name()).collect()
@@ -161,12 +189,31 @@ impl Recorder {
     }
 
     /// Ends a request: builds the records the selection keeps for `method`, writes them to every
-    /// chest and logs each failure. Returns `false` when the response must become a 500
-    /// (`raise_exceptions` is on and a chest failed).
-    pub async fn finish(&self, vars: &Vars, method: &str) -> bool {
+    /// chest and logs each failure. The [`Finished`] says what became of them, and
+    /// [`Finished::should_fail_response`] whether the response must become a 500.
+    ///
+    /// ```
+    /// # async fn demo() {
+    /// use chest::{ErrorKind, Finished, MemoryChest, Recorder};
+    ///
+    /// let broken = MemoryChest::new();
+    /// broken.fail_with(Some(ErrorKind::Permanent));
+    /// let recorder = Recorder::new().chest(broken);
+    ///
+    /// let vars = recorder.begin(None);
+    /// assert_eq!(recorder.finish(&vars, "GET").await, Finished::NothingToWrite);
+    ///
+    /// let vars = recorder.begin(None);
+    /// vars.set("a", 1).unwrap();
+    /// let finished = recorder.finish(&vars, "GET").await;
+    /// assert_eq!(finished, Finished::Failed { fail_response: true });
+    /// assert!(finished.should_fail_response());
+    /// # }
+    /// ```
+    pub async fn finish(&self, vars: &Vars, method: &str) -> Finished {
         let records = self.records(vars, method);
         if records.is_empty() {
-            return true;
+            return Finished::NothingToWrite;
         }
         let errors = match &*self.chests {
             // The common case, one chest: hand the records over, no copy, no joined futures.
@@ -182,7 +229,13 @@ impl Recorder {
                 "chest write failed"
             );
         }
-        errors.is_empty() || !self.raise_exceptions
+        if errors.is_empty() {
+            Finished::Written
+        } else {
+            Finished::Failed {
+                fail_response: self.raise_exceptions,
+            }
+        }
     }
 
     /// The records to write for a request: the selected variables, in order, stamped now.
@@ -220,6 +273,42 @@ impl Recorder {
     }
 }
 
+/// What [`Recorder::finish`] did with a request's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a failed write may have to turn the response into a 500: see `should_fail_response`"]
+pub enum Finished {
+    /// The selection kept nothing (or nothing was set): no chest was called.
+    NothingToWrite,
+    /// Every chest took the records.
+    Written,
+    /// At least one chest failed (each failure is logged); the others were still written.
+    Failed {
+        /// Whether the response must be replaced by the bare 500: `raise_exceptions` is on.
+        fail_response: bool,
+    },
+}
+
+impl Finished {
+    /// Whether the adapter must send the bare 500 instead of the handler's response: a chest
+    /// failed and `raise_exceptions` is on.
+    ///
+    /// ```
+    /// use chest::Finished;
+    ///
+    /// assert!(!Finished::Written.should_fail_response());
+    /// assert!(!Finished::Failed { fail_response: false }.should_fail_response());
+    /// assert!(Finished::Failed { fail_response: true }.should_fail_response());
+    /// ```
+    pub fn should_fail_response(self) -> bool {
+        matches!(
+            self,
+            Finished::Failed {
+                fail_response: true
+            }
+        )
+    }
+}
+
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recorder")
@@ -228,6 +317,7 @@ impl std::fmt::Debug for Recorder {
             .field("raise_exceptions", &self.raise_exceptions)
             .field("header", &self.header)
             .field("trust_incoming_id", &self.trust_incoming_id)
+            .field("request_facts", &self.request_facts)
             .finish_non_exhaustive()
     }
 }

@@ -33,11 +33,16 @@ pub type Entry = (Arc<str>, Value);
 /// The longest variable name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The prefix reserved for the facts chest records itself ([`crate::facts`]): names that start
+/// with it are refused at [`Vars::set`], so a user variable never clashes with a fact.
+pub const RESERVED_PREFIX: &str = "chest.";
+
 /// Why a variable could not be set or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VarError {
-    /// The name is empty, longer than 255 bytes, or holds a control character.
+    /// The name is empty, longer than 255 bytes, holds a control character, or starts with the
+    /// [`RESERVED_PREFIX`] `chest.`.
     #[error("invalid variable name {name:?}: {reason}")]
     InvalidName {
         /// The name (its first 64 characters).
@@ -53,13 +58,17 @@ pub enum VarError {
     OutsideRequest,
 }
 
-/// Checks a variable name: 1–255 bytes of UTF-8 without control characters.
+/// Checks a variable name: 1–255 bytes of UTF-8 without control characters, not starting with
+/// the [`RESERVED_PREFIX`] `chest.` (chest's own [facts](crate::facts)).
 ///
 /// ```
 /// assert!(chest::vars::validate_name("response_time").is_ok());
+/// assert!(chest::vars::validate_name("chestnut.count").is_ok());
 /// assert!(chest::vars::validate_name("").is_err());
 /// assert!(chest::vars::validate_name("a\nb").is_err());
+/// assert!(chest::vars::validate_name("chest.status").is_err());
 /// ```
+#[inline]
 pub fn validate_name(name: &str) -> Result<(), VarError> {
     let reason = if name.is_empty() {
         "it is empty"
@@ -67,6 +76,8 @@ pub fn validate_name(name: &str) -> Result<(), VarError> {
         "it is longer than 255 bytes"
     } else if has_control_character(name) {
         "it contains a control character"
+    } else if name.starts_with(RESERVED_PREFIX) {
+        "the `chest.` prefix is reserved for chest's own facts"
     } else {
         return Ok(());
     };
@@ -110,6 +121,21 @@ struct Shared {
 struct State {
     entries: Vec<Entry>,
     route: Option<Arc<str>>,
+    /// The names whose value came from the tracing bridge (and so may be replaced by it); empty
+    /// unless the bridge recorded something. Not there without the feature: the request path
+    /// does not drop even an empty vector for it.
+    #[cfg(feature = "tracing")]
+    bridged: Vec<Arc<str>>,
+}
+
+#[cfg(feature = "tracing")]
+impl State {
+    /// A name set through [`Vars::set`] or removed is no longer the bridge's to replace.
+    fn forget_bridged(&mut self, name: &str) {
+        if !self.bridged.is_empty() {
+            self.bridged.retain(|n| &**n != name);
+        }
+    }
 }
 
 impl Vars {
@@ -135,10 +161,43 @@ impl Vars {
         let value = value.into();
         let mut state = self.state();
         match state.entries.iter_mut().find(|(n, _)| &**n == name) {
-            Some((_, slot)) => *slot = value,
+            Some((_, slot)) => {
+                *slot = value;
+                #[cfg(feature = "tracing")]
+                state.forget_bridged(name);
+            }
             None => state.entries.push((Arc::from(name), value)),
         }
         Ok(())
+    }
+
+    /// Records a field from the tracing bridge under a name already validated: it never replaces
+    /// a value set through [`Vars::set`] (the explicit call wins), only an earlier field's.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn set_bridged(&self, name: &str, value: Value) {
+        let mut state = self.state();
+        let State {
+            entries, bridged, ..
+        } = &mut *state;
+        match entries.iter_mut().find(|(n, _)| &**n == name) {
+            Some((n, slot)) => {
+                if bridged.iter().any(|b| Arc::ptr_eq(b, n)) {
+                    *slot = value;
+                }
+            }
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                bridged.push(name.clone());
+                entries.push((name, value));
+            }
+        }
+    }
+
+    /// Records chest's own facts, under one lock. Their names are constants outside the user
+    /// namespace, and each is recorded once per store: no name is looked for.
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn push_facts(&self, facts: impl IntoIterator<Item = Entry>) {
+        self.state().entries.extend(facts);
     }
 
     /// The value recorded under `name`, if any.
@@ -154,6 +213,8 @@ impl Vars {
     pub fn remove(&self, name: &str) -> Option<Value> {
         let mut state = self.state();
         let at = state.entries.iter().position(|(n, _)| &**n == name)?;
+        #[cfg(feature = "tracing")]
+        state.forget_bridged(name);
         Some(state.entries.remove(at).1)
     }
 
@@ -182,6 +243,15 @@ impl Vars {
         self.shared.request_id.clone()
     }
 
+    /// A new, empty store for the same request, with the route known so far: for what is
+    /// recorded after the request's own store was written (the body facts).
+    #[cfg(any(feature = "axum", feature = "actix"))]
+    pub(crate) fn sibling(&self) -> Vars {
+        let sibling = Vars::new(self.shared_request_id());
+        sibling.state().route = self.state().route.clone();
+        sibling
+    }
+
     /// Runs `fut` with this store as the current task's store, so [`set`], [`get`] and
     /// [`request_id`] reach it.
     /// The returned future owns a clone of the handle.
@@ -192,6 +262,8 @@ impl Vars {
     /// Takes the variables out (the store is left empty) with the route the request matched.
     pub(crate) fn take(&self) -> (Vec<Entry>, Option<Arc<str>>) {
         let mut state = self.state();
+        #[cfg(feature = "tracing")]
+        state.bridged.clear();
         (std::mem::take(&mut state.entries), state.route.take())
     }
 
@@ -226,6 +298,13 @@ pub fn current() -> Option<Vars> {
     CURRENT.try_with(Vars::clone).ok()
 }
 
+/// Runs `f` on the current request's store without cloning the handle; `None` outside a request.
+/// Outside one this is a thread-local read: the tracing bridge's cost there.
+#[cfg(feature = "tracing")]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Vars) -> R) -> Option<R> {
+    CURRENT.try_with(f).ok()
+}
+
 /// Sets a variable of the current request. See [`Vars::set`].
 pub fn set(name: &str, value: impl Into<Value>) -> Result<(), VarError> {
     CURRENT
@@ -255,7 +334,14 @@ mod tests {
     fn refuses_bad_names() {
         let vars = Vars::new("r");
         // NEL (U+0085) is a C1 control: a non-ASCII byte sends the check to the character test.
-        for bad in ["", "a\u{0}b", "tab\there", "\u{7f}", "é\u{85}"] {
+        for bad in [
+            "",
+            "a\u{0}b",
+            "tab\there",
+            "\u{7f}",
+            "é\u{85}",
+            "chest.status",
+        ] {
             assert!(
                 matches!(vars.set(bad, 1), Err(VarError::InvalidName { .. })),
                 "{bad:?}"

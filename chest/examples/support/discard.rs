@@ -1,6 +1,6 @@
 //! A sink that only counts the records it gets: for measuring what surrounds a chest (the layer,
-//! the queue) without a backend's own cost. Shared by `examples/actix_overhead.rs` and
-//! `benches/batch.rs`.
+//! the queue) without a backend's own cost. Shared by `examples/actix_overhead.rs`,
+//! `benches/batch.rs` and `benches/bridge.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

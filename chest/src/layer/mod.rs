@@ -10,6 +10,16 @@
 //! runs before routing, so the route is taken from the `Vars` extractor when a handler uses it and
 //! is `None` otherwise.
 //!
+//! When the inner service fails instead of answering (a tower service with an error type, below
+//! axum's `HandleError`, say), what the handler set before failing is still written, exactly as
+//! the actix-web middleware does; the error is then passed on unchanged, without the request-id
+//! header (an error carries no headers). If a chest write failed and `raise_exceptions` is on,
+//! the bare 500 is sent instead of the error, as it would replace a response.
+//!
+//! With [`Recorder::request_facts`](crate::Recorder::request_facts) on, the layer also records
+//! the request's [facts](crate::facts), and wraps the response body to count its bytes and
+//! notice its end; with it off (the default) neither the clock nor the body is touched.
+//!
 //! ```
 //! use axum::{routing::get, Router};
 //! use chest::{layer::ChestLayer, MemoryChest, Recorder, Tracked, Vars};

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 
 use crate::chest::{BoxError, BoxFuture};
+use crate::facts::{CountedBody, Started};
 use crate::recorder::{FAILED_WRITE_BODY, FAILED_WRITE_CONTENT_TYPE};
 use crate::Recorder;
 
@@ -62,15 +63,35 @@ where
         if let Some(path) = req.extensions().get::<MatchedPath>() {
             vars.set_route_if_unknown(path.as_str());
         }
+        // Only when facts are on: otherwise the request path does not even read the clock.
+        let started = recorder.records_request_facts().then(|| {
+            let length = req.headers().get(http::header::CONTENT_LENGTH);
+            Started::now(length.map(HeaderValue::as_bytes))
+        });
         req.extensions_mut().insert(vars.clone());
         let method = req.method().clone();
         let handler = vars.scope(self.inner.call(req));
         ResponseFuture(Box::pin(async move {
-            let response = handler.await?;
-            let mut response = if recorder.finish(&vars, method.as_str()).await {
-                response.map(Body::new)
-            } else {
-                internal_server_error()
+            let response = handler.await;
+            let body_facts = match (&response, started) {
+                (Ok(response), Some(started)) => Some(started.at_headers(
+                    &recorder,
+                    &vars,
+                    method.as_str(),
+                    response.status().as_u16(),
+                )),
+                _ => None,
+            };
+            // Recorded whether the inner service answered or failed: what the handler set before
+            // an error is kept, as with actix-web.
+            let finished = recorder.finish(&vars, method.as_str()).await;
+            let mut response = match response {
+                _ if finished.should_fail_response() => internal_server_error(),
+                Ok(response) => match body_facts {
+                    Some(facts) => response.map(|body| Body::new(CountedBody::new(body, facts))),
+                    None => response.map(Body::new),
+                },
+                Err(error) => return Err(error),
             };
             if let Some(header) = recorder.header() {
                 if let Ok(value) = HeaderValue::from_str(vars.request_id()) {

@@ -1,14 +1,21 @@
 //! The axum glue: the shared handler behind the `Vars` extractor, `ChestLayer` where the
 //! placement says.
 
+use axum::body::Body;
+use axum::error_handling::HandleError;
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Request, Response, StatusCode, Uri};
+use axum::response::IntoResponse;
 use axum::routing::{any, MethodRouter};
 use axum::Router;
 use chest::layer::ChestLayer;
 use chest::{Recorder, Vars};
+use tower::Layer;
 
-use crate::harness::{bind, Framework, Handler, Placement, Req, TestServer};
+use crate::harness::{
+    bind, Framework, Handler, Placement, Reply, Req, TestServer, INNER_ERROR_BODY,
+    INNER_ERROR_STATUS,
+};
 
 pub struct Axum;
 
@@ -18,17 +25,72 @@ impl Framework for Axum {
         &[Placement::Route, Placement::RouterRoutes, Placement::App];
 
     fn serve(recorder: Recorder, handler: Handler, placement: Placement) -> TestServer {
-        let app = app(ChestLayer::new(recorder), placement).with_state(handler);
-        let listener = bind();
-        let addr = listener.local_addr().expect("local address");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("axum server");
+        serve_router(app(ChestLayer::new(recorder), placement).with_state(handler))
+    }
+
+    fn serve_failing_inner(recorder: Recorder, handler: Handler) -> TestServer {
+        // A tower service with an error type: it runs the handler, then fails.
+        let inner = tower::service_fn(move |req: Request<Body>| async move {
+            let vars = req
+                .extensions()
+                .get::<Vars>()
+                .cloned()
+                .expect("the layer's Vars");
+            handler(&vars, &request_of(req.method(), req.uri()));
+            Err::<Response<Body>, Refused>(Refused)
         });
-        TestServer::new(addr, AbortOnDrop(server))
+        let service = HandleError::new(ChestLayer::new(recorder).layer(inner), |_: Refused| {
+            std::future::ready((
+                StatusCode::from_u16(INNER_ERROR_STATUS).expect("a valid status"),
+                INNER_ERROR_BODY,
+            ))
+        });
+        serve_router(Router::new().route_service("/items/{id}", service))
+    }
+
+    #[cfg(feature = "tracing")]
+    fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer {
+        serve_in_outer_span(recorder, handler)
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer {
+    use tower_http::trace::TraceLayer;
+    let app = Router::new()
+        .route("/items/{id}", any(endpoint))
+        .route_layer(ChestLayer::new(recorder))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                tracing::info_span!("request", method = %req.method(), user_id = tracing::field::Empty)
+            }),
+        )
+        .with_state(handler);
+    serve_router(app)
+}
+
+/// The inner service's error.
+#[derive(Debug)]
+struct Refused;
+
+/// Serves `app` on a free loopback port.
+fn serve_router(app: Router) -> TestServer {
+    let listener = bind();
+    let addr = listener.local_addr().expect("local address");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("axum server");
+    });
+    TestServer::new(addr, AbortOnDrop(server))
+}
+
+fn request_of(method: &Method, uri: &Uri) -> Req {
+    Req {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
     }
 }
 
@@ -38,18 +100,15 @@ async fn endpoint(
     method: Method,
     uri: Uri,
     vars: Vars,
-) -> (StatusCode, String) {
-    let reply = handler(
-        &vars,
-        &Req {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-        },
-    );
-    (
-        StatusCode::from_u16(reply.status).expect("a valid status"),
-        reply.body,
-    )
+) -> Response<Body> {
+    let reply = handler(&vars, &request_of(&method, &uri));
+    let status = StatusCode::from_u16(reply.status).expect("a valid status");
+    let body = if reply.chunks.is_empty() {
+        Body::from(reply.body)
+    } else {
+        Body::from_stream(Reply::stream(reply.chunks, reply.delay))
+    };
+    (status, body).into_response()
 }
 
 fn app(layer: ChestLayer, placement: Placement) -> Router<Handler> {

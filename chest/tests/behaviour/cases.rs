@@ -7,7 +7,10 @@ use std::sync::Arc;
 use chest::{ErrorKind, MemoryChest, Record, Recorder, Tracked, Value, VarError, Vars};
 use http::HeaderName;
 
-use crate::harness::{client, Framework, Handler, Placement, Reply, Req, TempDb, TestServer};
+use crate::harness::{
+    client, Framework, Handler, Placement, Reply, Req, TempDb, TestServer, INNER_ERROR_BODY,
+    INNER_ERROR_STATUS,
+};
 
 const ITEMS_ROUTE: &str = "/items/{id}";
 
@@ -158,7 +161,17 @@ const VARS: usize = 2;
 /// 64 clients send 2,000 numbered requests (GET and POST), all answered 200: the (number,
 /// status, request id) of each.
 async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16, String)> {
-    let server = Arc::new(serve::<F>(recorder, numbered));
+    concurrent_clients_of::<F>(recorder, numbered, REQUESTS).await
+}
+
+/// 64 clients send `requests` requests to `/items/{n}` (GET and POST by turns) served by
+/// `handler`, all answered 200: the (n, status, request id) of each.
+pub async fn concurrent_clients_of<F: Framework>(
+    recorder: Recorder,
+    handler: Handler,
+    requests: usize,
+) -> Vec<(usize, u16, String)> {
+    let server = Arc::new(serve::<F>(recorder, handler));
     let next = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
@@ -168,7 +181,7 @@ async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16
                 let mut answers = Vec::new();
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= REQUESTS {
+                    if n >= requests {
                         return answers;
                     }
                     let method = if n % 2 == 0 { "GET" } else { "POST" };
@@ -183,7 +196,7 @@ async fn concurrent_clients<F: Framework>(recorder: Recorder) -> Vec<(usize, u16
     for client in clients {
         answers.extend(client.await.expect("client task"));
     }
-    assert_eq!(answers.len(), REQUESTS);
+    assert_eq!(answers.len(), requests);
     let failed: Vec<_> = answers.iter().filter(|(_, s, _)| *s != 200).collect();
     assert!(failed.is_empty(), "non-200 answers: {failed:?}");
     answers
@@ -628,4 +641,53 @@ pub async fn route_template_under_every_placement<F: Framework>() {
             assert_eq!(memory.writes(), 2, "{placement:?}");
         }
     }
+}
+
+/// The names, values and methods of `rows`, and the one request id they share.
+fn one_request(rows: &[crate::harness::Row]) -> (String, Vec<(&str, &str, &str)>) {
+    let ids: HashSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one request: {rows:#?}");
+    let got = rows
+        .iter()
+        .map(|r| (r.name.as_str(), r.value.as_str(), r.method.as_str()))
+        .collect();
+    (rows[0].request_id.clone(), got)
+}
+
+pub async fn inner_service_error_still_writes<F: Framework>() {
+    let db = TempDb::new();
+    let server = F::serve_failing_inner(Recorder::new().chest(db.chest()), sets_abc);
+    let answer = server.get("/items/1").await;
+    assert_eq!(
+        answer.status, INNER_ERROR_STATUS,
+        "the error goes out unchanged"
+    );
+    assert_eq!(answer.body, INNER_ERROR_BODY);
+    assert_eq!(
+        answer.header("x-request-id"),
+        None,
+        "an error carries no headers"
+    );
+    let rows = db.rows();
+    let (_, got) = one_request(&rows);
+    assert_eq!(
+        got,
+        [("a", "1", "GET"), ("b", "two", "GET"), ("c", "3.5", "GET")],
+        "what the handler set before the error"
+    );
+
+    // raise_exceptions on and a failed write: the bare 500 wins over the error.
+    let broken = MemoryChest::named("broken-chest");
+    broken.fail_with(Some(ErrorKind::Permanent));
+    let db = TempDb::new();
+    let recorder = Recorder::new().chest(broken).chest(db.chest());
+    let server = F::serve_failing_inner(recorder, sets_abc);
+    let answer = server.send("POST", "/items/1", &[]).await;
+    assert_eq!(answer.status, 500);
+    assert_eq!(answer.body, "Internal Server Error");
+    let rows = db.rows();
+    let (request_id, got) = one_request(&rows);
+    assert_eq!(got.len(), 3, "the working chest got its records");
+    assert!(got.iter().all(|(_, _, method)| *method == "POST"));
+    assert_failure_logged(&request_id);
 }

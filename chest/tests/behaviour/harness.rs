@@ -27,6 +27,9 @@ impl Req {
 pub struct Reply {
     pub status: u16,
     pub body: String,
+    /// When not empty, the body is streamed instead: these chunks, each after `delay`.
+    pub chunks: Vec<String>,
+    pub delay: Duration,
 }
 
 impl Reply {
@@ -38,7 +41,31 @@ impl Reply {
         Reply {
             status,
             body: body.into(),
+            chunks: Vec::new(),
+            delay: Duration::ZERO,
         }
+    }
+
+    /// A 200 whose body is streamed: `chunks`, each sent after `delay`, with no length known.
+    pub fn streamed(chunks: Vec<String>, delay: Duration) -> Self {
+        Reply {
+            chunks,
+            delay,
+            ..Self::ok("")
+        }
+    }
+
+    /// The streamed body's chunks, each after the delay (for `Body::from_stream` and
+    /// `HttpResponseBuilder::streaming`).
+    pub fn stream(
+        chunks: Vec<String>,
+        delay: Duration,
+    ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+        futures_util::stream::unfold(chunks.into_iter(), move |mut rest| async move {
+            let chunk = rest.next()?;
+            tokio::time::sleep(delay).await;
+            Some((Ok(bytes::Bytes::from(chunk)), rest))
+        })
     }
 }
 
@@ -78,7 +105,21 @@ pub trait Framework {
     const PLACEMENTS: &'static [Placement];
     /// Starts a real server on a free loopback port.
     fn serve(recorder: Recorder, handler: Handler, placement: Placement) -> TestServer;
+    /// Serves `/items/{id}` recorded, inside a request span made *outside* the middleware, with
+    /// the fields `method` (set) and `user_id` (empty): axum with tower-http's `TraceLayer`,
+    /// actix-web with an outer middleware that instruments the rest of the request.
+    #[cfg(feature = "tracing")]
+    fn serve_in_outer_span(recorder: Recorder, handler: Handler) -> TestServer;
+    /// Serves `/items/{id}` with the middleware around an inner service that runs `handler`,
+    /// then fails instead of answering; the framework turns that error into
+    /// [`INNER_ERROR_STATUS`] with the body [`INNER_ERROR_BODY`].
+    fn serve_failing_inner(recorder: Recorder, handler: Handler) -> TestServer;
 }
+
+/// The status of the inner service's error (see [`Framework::serve_failing_inner`]).
+pub const INNER_ERROR_STATUS: u16 = 403;
+/// The body of the inner service's error.
+pub const INNER_ERROR_BODY: &str = "refused after the handler";
 
 /// A free loopback port, bound.
 pub fn bind() -> TcpListener {
@@ -111,6 +152,32 @@ impl TestServer {
         self.send_with(&self.client, method, path, headers).await
     }
 
+    /// GETs `path`, reads the body's first chunk and goes away: the request id.
+    pub async fn get_and_leave_early(&self, path: &str) -> String {
+        let client = client(); // its own connection, closed when dropped
+        let mut response = client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("the server answers");
+        let answer_id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("an ASCII id")
+            .to_owned();
+        response.chunk().await.expect("a first chunk");
+        answer_id
+    }
+
+    /// Sends `body` (with its `Content-Length`).
+    pub async fn send_body(&self, method: &str, path: &str, body: &'static str) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        Answer::read(request.send().await.expect("the server answers")).await
+    }
+
     /// Sends with another client (one per concurrent user).
     pub async fn send_with(
         &self,
@@ -124,12 +191,7 @@ impl TestServer {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let response = request.send().await.expect("the server answers");
-        Answer {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            body: response.text().await.expect("a text body"),
-        }
+        Answer::read(request.send().await.expect("the server answers")).await
     }
 }
 
@@ -151,6 +213,14 @@ pub struct Answer {
 }
 
 impl Answer {
+    async fn read(response: reqwest::Response) -> Self {
+        Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.expect("a text body"),
+        }
+    }
+
     /// A header's value as text (request ids may hold any UTF-8, which `to_str` refuses).
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
@@ -197,6 +267,20 @@ impl TempDb {
         SqliteChest::open(self.path()).expect("open the SQLite chest")
     }
 
+    /// The rows once there are at least `count` (writes made after the response, such as body
+    /// facts, land a little later); fails after 30 s.
+    pub async fn rows_eventually(&self, count: usize) -> Vec<Row> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let rows = self.rows();
+            if rows.len() >= count || std::time::Instant::now() > deadline {
+                assert!(rows.len() >= count, "{count} rows expected: {rows:#?}");
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every row, in insertion order.
     pub fn rows(&self) -> Vec<Row> {
         let conn = rusqlite::Connection::open(self.path()).expect("open the database");
@@ -231,15 +315,29 @@ static LOGS: OnceLock<LogBuffer> = OnceLock::new();
 /// threads log there too. Cases search it for their own request ids.
 fn capture_logs() -> &'static LogBuffer {
     LOGS.get_or_init(|| {
+        use tracing_subscriber::prelude::*;
         let buffer = LogBuffer::default();
         let sink = buffer.clone();
-        tracing_subscriber::fmt()
+        let logs = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .try_init()
-            .expect("the only global subscriber");
+            .with_writer(move || LogWriter(sink.clone()));
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(logs);
+        // With the tracing feature every server of the suite runs with the bridge, as an
+        // application would: the cases that use no tracing show it records nothing of its own.
+        #[cfg(feature = "tracing")]
+        let subscriber = subscriber.with(bridge().clone());
+        subscriber.try_init().expect("the only global subscriber");
         buffer
     })
+}
+
+/// The bridge of the global subscriber.
+#[cfg(feature = "tracing")]
+pub fn bridge() -> &'static chest::bridge::TracingBridge {
+    static BRIDGE: OnceLock<chest::bridge::TracingBridge> = OnceLock::new();
+    BRIDGE.get_or_init(chest::bridge::TracingBridge::new)
 }
 
 struct LogWriter(LogBuffer);
