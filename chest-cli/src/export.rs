@@ -9,13 +9,18 @@
 //! the target's acknowledgement and the checkpoint, the next run sends the same rows under the
 //! same id first, and a target that keeps ids (the SQL chests; an HTTP receiver honouring
 //! `Idempotency-Key`) stores them once. InfluxDB and VictoriaMetrics overwrite identical points.
+//!
+//! Sources keep microseconds. A store keyed by time (InfluxDB: measurement, tags and time) would
+//! keep one point of two rows of one name in the same microsecond, so each record is sent with
+//! the row's `unique_id` modulo 1000 as its nanoseconds (see [`distinct_instant`]): the same on
+//! every run, invisible to targets that keep microseconds.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chest::read::{Filter, Reader};
+use chest::read::{Filter, Reader, StoredRecord};
 use chest::{BatchId, Chest, ChestError, ErrorKind, Record, RetryPolicy, Written};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -103,7 +108,7 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
             progress.grow(reader.count_after(last).await?);
             continue;
         };
-        let records: Vec<Record> = rows.into_iter().map(|r| r.record).collect();
+        let records: Vec<Record> = rows.into_iter().map(distinct_instant).collect();
         reader.begin(&consumer, newest, id).await?;
         write_with_retries(&*target, id, &records, &stop).await?;
         reader.advance(&consumer, newest, args.delete).await?;
@@ -115,6 +120,14 @@ async fn export(args: ExportArgs) -> Result<(), CliError> {
         tracing::info!(target: "chest::export", last_id = last, "interrupted; run the same command to resume");
     }
     Ok(())
+}
+
+/// The row's record, its time given the row's `unique_id` modulo 1000 as nanoseconds, so that
+/// rows in one microsecond stay distinct instants.
+fn distinct_instant(row: StoredRecord) -> Record {
+    let nanos = row.unique_id.rem_euclid(1000).unsigned_abs();
+    let time = row.record.time + Duration::from_nanos(nanos);
+    row.record.at(time)
 }
 
 /// Writes one batch, retrying what a retry can fix: up to 8 attempts, a random wait up to 200 ms

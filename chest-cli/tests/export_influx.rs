@@ -30,15 +30,15 @@ fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-/// A source with TOTAL records of one measurement, each at its own microsecond (points with the
-/// same series and time would overwrite each other in the target).
+/// A source with TOTAL records of one measurement, a hundred requests in each microsecond (the
+/// export must keep them distinct points: the same series and time would be one point).
 async fn fill(db: &Path, measurement: &str) {
     let chest = SqliteChest::open(db).unwrap();
     let start = UNIX_EPOCH + Duration::from_secs(1_780_000_000);
     let records: Vec<Record> = (0..TOTAL)
         .map(|i| {
             Record::new(format!("req-{i}"), measurement, i as i64, "GET", Some("/x"))
-                .at(start + Duration::from_micros(i as u64))
+                .at(start + Duration::from_micros(i as u64 / 100))
         })
         .collect();
     chest.write(&records).await.unwrap();

@@ -1,5 +1,6 @@
 //! The unit every chest writes.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -147,6 +148,32 @@ pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The time stamps of one [`Recorder`](crate::Recorder)'s requests: the wall clock, but strictly
+/// increasing in microseconds, so that no two requests share a stamp. Stores keyed by time
+/// (InfluxDB: measurement, tags and time) would otherwise keep one point of two requests that set
+/// a variable in the same microsecond, and microseconds are what the SQL chests and the spool keep.
+/// A stamp runs ahead of the clock only while more than a million requests a second arrive.
+#[derive(Debug, Default)]
+pub(crate) struct RequestClock {
+    last_micros: AtomicI64,
+}
+
+impl RequestClock {
+    /// A stamp later than every stamp given before.
+    pub(crate) fn stamp(&self) -> SystemTime {
+        let now = signed_since_epoch(SystemTime::now(), |d| d.as_micros());
+        let mut next = now;
+        // `fetch_update` retries only when another thread stamped in between.
+        let _ = self
+            .last_micros
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                next = now.max(last.saturating_add(1));
+                Some(next)
+            });
+        time_from_micros(next)
+    }
+}
+
 /// Microseconds since the Unix epoch as a `SystemTime`.
 pub(crate) fn time_from_micros(micros: i64) -> SystemTime {
     let magnitude = Duration::from_micros(micros.unsigned_abs());
@@ -250,5 +277,33 @@ mod tests {
             serde_json::json!({"request_id": "r", "name": "n", "value": 2.5, "value_type": "float",
                 "method": "POST", "route": "/x", "recorded_at": "1970-01-01T00:00:00.000000Z"})
         );
+    }
+
+    /// Threads stamping at once never share a microsecond, and each sees its stamps rise.
+    #[test]
+    fn request_stamps_are_distinct_microseconds() {
+        let clock = std::sync::Arc::new(RequestClock::default());
+        let before = signed_since_epoch(SystemTime::now(), |d| d.as_micros());
+        let per_thread: Vec<Vec<i64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let clock = clock.clone();
+                    s.spawn(move || {
+                        (0..20_000)
+                            .map(|_| signed_since_epoch(clock.stamp(), |d| d.as_micros()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for stamps in &per_thread {
+            assert!(stamps.windows(2).all(|w| w[0] < w[1]));
+            assert!(stamps[0] >= before);
+        }
+        let mut all: Vec<i64> = per_thread.concat();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 80_000);
     }
 }

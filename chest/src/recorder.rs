@@ -2,11 +2,11 @@
 //! decorator's parameters, request ids, selection, record building and writing.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use futures_util::future::join_all;
 use http::HeaderName;
 
+use crate::record::RequestClock;
 use crate::request_id::{self, MakeRequestId, Uuid7};
 use crate::{Chest, ChestError, Record, Tracked, Vars};
 
@@ -52,6 +52,8 @@ pub struct Recorder {
     header: Option<HeaderName>,
     trust_incoming_id: bool,
     request_facts: bool,
+    /// Shared by clones, so that every request of this recorder gets its own stamp.
+    clock: Arc<RequestClock>,
 }
 
 /// The methods whose shared strings each thread makes once.
@@ -84,6 +86,7 @@ impl Recorder {
             header: Some(HeaderName::from_static("x-request-id")),
             trust_incoming_id: false,
             request_facts: false,
+            clock: Arc::default(),
         }
     }
 
@@ -238,7 +241,8 @@ impl Recorder {
         }
     }
 
-    /// The records to write for a request: the selected variables, in order, stamped now.
+    /// The records to write for a request: the selected variables, in order, stamped now (a
+    /// stamp no other request of this recorder has, to the microsecond).
     pub fn records(&self, vars: &Vars, method: &str) -> Vec<Record> {
         let (set, route) = vars.take();
         let selected = self.tracked.select(method, set);
@@ -249,7 +253,7 @@ impl Recorder {
         let method = SHARED_METHODS
             .with(|shared| shared.iter().find(|m| ***m == *method).cloned())
             .unwrap_or_else(|| Arc::from(method));
-        let time = SystemTime::now();
+        let time = self.clock.stamp();
         selected
             .into_iter()
             .map(|(name, value)| Record {

@@ -112,7 +112,7 @@
 //! |---|---|
 //! | SQLite, MySQL/MariaDB, PostgreSQL | stores nothing: the id is in `<table>_batches`, written in the same transaction as the rows; ids are kept 24 h |
 //! | HTTP | sends the same body with the same `Idempotency-Key`: stored once by a receiver that keeps keys |
-//! | InfluxDB | rewrites the same points (same series and timestamps), which InfluxDB treats as one |
+//! | InfluxDB | rewrites the same points (same series and timestamps), which InfluxDB treats as one; distinct requests never share a point, since each request has a stamp of its own |
 //! | Prometheus | not retried: a write is an in-memory observation that cannot fail for a transient reason, so each record is observed once in this process's metrics (the Pushgateway is sent the whole state, which replaces the last push) |
 //! | your own | stores it again, unless it overrides `write_batch` |
 //!

@@ -27,8 +27,12 @@
 //! characters in names and tags): such a record is refused and the rest of the batch written.
 //!
 //! Two records of the same name, method, route and custom tags stamped in the same nanosecond are
-//! one point to InfluxDB (the second overwrites the first) unless the request id is a tag. That
-//! also makes retries idempotent: writing a batch again rewrites the same points.
+//! one point to InfluxDB (the second overwrites the first) unless the request id is a tag. So the
+//! [`Recorder`](crate::Recorder) gives each request a stamp of its own, to the microsecond (what
+//! the spool keeps), and `chest export` adds each row's `unique_id` modulo 1000 as nanoseconds:
+//! concurrent requests stay distinct points, live, replayed from a spool or exported. Records you
+//! stamp yourself with [`Record::at`](crate::Record::at) keep the time you give. The same rule
+//! makes retries idempotent: writing a batch again rewrites the same points.
 //!
 //! ## Errors
 //! - 2xx: written.
