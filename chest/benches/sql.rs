@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::mysql::MySqlChest;
 use chest::chests::postgres::PostgresChest;
-use chest::{Chest, MakeRequestId, Record, Uuid7};
+use chest::{BatchId, Chest, MakeRequestId, Record, Uuid7};
 
 /// Three variables per request, like a typical handler: an int, a float and a short text. The
 /// request ids are the layer's default (time-ordered UUIDs).
@@ -40,6 +40,14 @@ fn requests(count: usize) -> Vec<Record> {
         .collect()
 }
 
+/// How each write is made: plain `write`, or `write_batch` under a fresh id (what `Batched`
+/// does: the id is claimed in the batches table in the write's transaction).
+#[derive(Clone, Copy)]
+enum Write {
+    Plain,
+    Idempotent,
+}
+
 /// Writes `records` in writes of `batch` records from `writers` concurrent tasks; the elapsed
 /// time.
 async fn round(
@@ -47,6 +55,7 @@ async fn round(
     records: Arc<Vec<Record>>,
     batch: usize,
     writers: usize,
+    how: Write,
 ) -> Duration {
     let started = Instant::now();
     let chunks: Vec<(usize, usize)> = (0..records.len())
@@ -61,7 +70,15 @@ async fn round(
                 loop {
                     let next = chunks.lock().unwrap().next();
                     let Some((start, end)) = next else { break };
-                    chest.write(&records[start..end]).await.expect("write");
+                    let records = &records[start..end];
+                    match how {
+                        Write::Plain => chest.write(records).await.expect("write"),
+                        Write::Idempotent => chest
+                            .write_batch(BatchId::new(), records)
+                            .await
+                            .map(drop)
+                            .expect("write_batch"),
+                    }
                 }
             })
         })
@@ -151,7 +168,7 @@ impl Table for MySqlTable {
             .expect("truncate");
     }
     async fn drop(self) {
-        let sql = format!("DROP TABLE `{}`", self.1);
+        let sql = format!("DROP TABLE `{0}`, `{0}_batches`", self.1);
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&self.0)
             .await
@@ -195,7 +212,7 @@ impl Table for PgTable {
             .expect("truncate");
     }
     async fn drop(self) {
-        let sql = format!("DROP TABLE \"{}\"", self.1);
+        let sql = format!("DROP TABLE \"{0}\", \"{0}_batches\"", self.1);
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&self.0)
             .await
@@ -238,6 +255,7 @@ async fn bench(server: &str, chest: Arc<dyn Chest>, table: impl Table) {
         Arc::new(records[..30_000.min(records.len())].to_vec()),
         10_000,
         2,
+        Write::Plain,
     )
     .await;
     // The chest and the baseline alternate, so both see the same machine.
@@ -245,7 +263,7 @@ async fn bench(server: &str, chest: Arc<dyn Chest>, table: impl Table) {
     let mut raw_rates = Vec::new();
     for _ in 0..rounds {
         table.truncate().await;
-        let elapsed = round(chest.clone(), records.clone(), 10_000, 1).await;
+        let elapsed = round(chest.clone(), records.clone(), 10_000, 1, Write::Plain).await;
         chest_rates.push(records.len() as f64 / elapsed.as_secs_f64());
         table.truncate().await;
         let started = Instant::now();
@@ -267,20 +285,44 @@ async fn bench(server: &str, chest: Arc<dyn Chest>, table: impl Table) {
         records.len(),
     );
     // 1,000-record writes are `Batched`'s default batch: the case sqlx 0.9.0's Nagle stall hit
-    // hardest (see `tcp_nodelay` in sqlx_common.rs).
+    // hardest (see `tcp_nodelay` in sqlx_common.rs). Each size runs plain and idempotent writes
+    // alternately: the difference is what effectively-once costs.
     let cases = [(1_000, 1), (2_000, 1), (50_000, 2)];
     for (batch, writers) in cases {
-        let mut rates: Vec<f64> = Vec::new();
+        let (mut plain, mut idempotent, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
+            let rate = |elapsed: Duration| records.len() as f64 / elapsed.as_secs_f64();
             table.truncate().await;
-            let elapsed = round(chest.clone(), records.clone(), batch, writers).await;
-            rates.push(records.len() as f64 / elapsed.as_secs_f64());
+            let a = rate(round(chest.clone(), records.clone(), batch, writers, Write::Plain).await);
+            table.truncate().await;
+            let b = rate(
+                round(
+                    chest.clone(),
+                    records.clone(),
+                    batch,
+                    writers,
+                    Write::Idempotent,
+                )
+                .await,
+            );
+            plain.push(a);
+            idempotent.push(b);
+            ratios.push(b / a);
         }
+        let case = format!("writes of {batch:>6} records, {writers} writer(s)");
+        report(server, &format!("{case}, write"), plain, records.len());
         report(
             server,
-            &format!("writes of {batch:>6} records, {writers} writer(s)"),
-            rates,
+            &format!("{case}, write_batch"),
+            idempotent,
             records.len(),
+        );
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{server:<10} {case}: write_batch / write median {:.3} (min {:.3}, max {:.3})",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
     for (batch, in_flight) in [(5_000, 2), (20_000, 2), (20_000, 4), (20_000, 8)] {

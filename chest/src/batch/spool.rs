@@ -12,6 +12,7 @@
 //! write that reached the chest without its answer is recognised, whatever happened in between
 //! (a restart included).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -139,6 +140,9 @@ pub(crate) struct Loaded {
     pub ids: Vec<i64>,
     /// The order key of the first row.
     pub seq: u64,
+    /// The `(seq, id)` of the last row: where the next load starts when this batch is still in
+    /// the spool.
+    pub last: (i64, i64),
     /// The batch's id: the rows' own, or the new one given to them.
     pub batch_id: BatchId,
     pub records: Vec<Record>,
@@ -379,7 +383,7 @@ impl Spool {
     pub async fn drain_into(&mut self, chest: &dyn Chest) -> Result<DrainReport, SpoolError> {
         let mut report = DrainReport::default();
         loop {
-            let loaded = self.load(1, u64::MAX)?;
+            let loaded = self.load(1, u64::MAX, None)?;
             report.undecodable += loaded.undecodable;
             if loaded.ids.is_empty() {
                 return Ok(report);
@@ -475,14 +479,20 @@ impl Spool {
     /// oldest row has none, the oldest rows without one, up to `max_records` records and
     /// `max_bytes` encoded bytes (at least one row), which get one new id before this returns.
     /// Rows that cannot be decoded, or whose checksum does not match, are deleted and counted.
+    ///
+    /// With `after`, only rows past that `(seq, id)` are read: the worker reads the next batch
+    /// ahead while the current one is delivered. A read ahead stops at a bad row and leaves it
+    /// to the load that replays it, so counts change in one place only.
     pub(crate) fn load(
         &mut self,
         max_records: usize,
         max_bytes: u64,
+        after: Option<(i64, i64)>,
     ) -> Result<Loaded, SpoolError> {
         let mut loaded = Loaded {
             ids: Vec::new(),
             seq: 0,
+            last: (0, 0),
             batch_id: BatchId::new(),
             records: Vec::new(),
             undecodable: 0,
@@ -492,9 +502,10 @@ impl Spool {
         let result = (|| {
             let mut stmt = self.conn.prepare_cached(
                 "SELECT id, seq, records, bytes, payload, checksum, batch_id FROM chest_spool \
-                 ORDER BY seq, id",
+                 WHERE (seq, id) > (?1, ?2) ORDER BY seq, id",
             )?;
-            let mut rows = stmt.query([])?;
+            let (seq, id) = after.unwrap_or((i64::MIN, i64::MIN));
+            let mut rows = stmt.query([seq, id])?;
             let mut bytes = 0;
             while let Some(row) = rows.next()? {
                 let (id, seq, count, size): (i64, i64, i64, i64) =
@@ -534,9 +545,13 @@ impl Spool {
                             }
                         }
                         loaded.ids.push(id);
+                        loaded.last = (seq, id);
                         loaded.records.extend(records);
                         bytes += size.unsigned_abs();
                     }
+                    // A read ahead leaves bad rows to the load that replays them, so that only
+                    // that one changes the spool's counts.
+                    Err(_) if after.is_some() => break,
                     Err(reason) => {
                         tracing::error!(target: "chest", spool = %self.path.display(), batch = id,
                             records = count, %reason, "spool batch cannot be read; removed");
@@ -695,20 +710,20 @@ type Stored<S> = (S, S, S, S, S, Option<S>, i64);
 
 /// Encodes records as a JSON array of [`Stored`] tuples.
 pub(crate) fn encode(records: &[Record]) -> String {
-    let rows: Vec<Stored<std::borrow::Cow<'_, str>>> = records
+    let rows: Vec<Stored<Cow<'_, str>>> = records
         .iter()
         .map(|r| {
             let value = match &r.value {
-                Value::Text(t) => std::borrow::Cow::Borrowed(t.as_str()),
-                other => std::borrow::Cow::Owned(other.to_string()),
+                Value::Text(t) => Cow::Borrowed(t.as_str()),
+                other => Cow::Owned(other.to_string()),
             };
             (
-                std::borrow::Cow::Borrowed(&*r.request_id),
-                std::borrow::Cow::Borrowed(&*r.name),
+                Cow::Borrowed(&*r.request_id),
+                Cow::Borrowed(&*r.name),
                 value,
-                std::borrow::Cow::Borrowed(r.value.type_name()),
-                std::borrow::Cow::Borrowed(&*r.method),
-                r.route.as_deref().map(std::borrow::Cow::Borrowed),
+                Cow::Borrowed(r.value.type_name()),
+                Cow::Borrowed(&*r.method),
+                r.route.as_deref().map(Cow::Borrowed),
                 r.unix_micros(),
             )
         })
@@ -716,22 +731,76 @@ pub(crate) fn encode(records: &[Record]) -> String {
     serde_json::to_string(&rows).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// Decodes what [`encode`] wrote.
+/// Decodes what [`encode`] wrote. Strings are read in place where they have no escapes, and
+/// equal ones are shared, as they were in the records that were spooled: a replay then costs
+/// little more than live delivery (see `benches/replay.rs`).
 pub(crate) fn decode(payload: &str) -> Result<Vec<Record>, String> {
-    let rows: Vec<Stored<String>> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    let rows: Vec<Stored<Text<'_>>> = serde_json::from_str(payload).map_err(|e| e.to_string())?;
+    let mut shared = Shared::default();
+    let mut request: Option<Arc<str>> = None;
     Ok(rows
         .into_iter()
         .map(
             |(request_id, name, value, type_name, method, route, micros)| Record {
-                request_id: Arc::from(request_id),
-                name: Arc::from(name),
-                value: Value::from_stored(&value, &type_name),
-                method: Arc::from(method),
-                route: route.map(Arc::from),
+                // A request's records are spooled one after the other.
+                request_id: match &request {
+                    Some(id) if **id == *request_id.0 => id.clone(),
+                    _ => request.insert(Arc::from(&*request_id.0)).clone(),
+                },
+                name: shared.get(&name.0),
+                value: Value::from_stored(&value.0, &type_name.0),
+                method: shared.get(&method.0),
+                route: route.map(|route| shared.get(&route.0)),
                 time: time_from_micros(micros),
             },
         )
         .collect())
+}
+
+/// A string of a payload, borrowed from it unless it had escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// The names, methods and routes of a batch, each allocated once (a batch has few).
+#[derive(Default)]
+struct Shared(Vec<Arc<str>>);
+
+impl Shared {
+    /// At most this many are kept; past it the oldest is forgotten (and allocated again).
+    const MAX: usize = 64;
+
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(found) = self.0.iter().rev().find(|known| ***known == *text) {
+            return found.clone();
+        }
+        if self.0.len() == Self::MAX {
+            self.0.remove(0);
+        }
+        let new: Arc<str> = Arc::from(text);
+        self.0.push(new.clone());
+        new
+    }
 }
 
 #[cfg(test)]
@@ -754,6 +823,18 @@ mod tests {
         .chain([Record::new("req2", "m", "t", "POST", None).at(time)])
         .collect();
         assert_eq!(decode(&encode(&records)).unwrap(), records);
+        // Escaped strings (read into new strings) and shared ones decode alike.
+        let escaped: Vec<Record> = ["a\"b\\", "a\"b\\", "\u{1f600}\n"]
+            .into_iter()
+            .map(|text| Record::new(text, text, text, "GET", Some(text)).at(time))
+            .collect();
+        let decoded = decode(&encode(&escaped)).unwrap();
+        assert_eq!(decoded, escaped);
+        assert!(Arc::ptr_eq(&decoded[0].request_id, &decoded[1].request_id));
+        assert!(Arc::ptr_eq(
+            &decoded[0].name,
+            &decoded[1].route.clone().unwrap()
+        ));
         assert!(decode("[1,2]").is_err());
     }
 
@@ -776,7 +857,7 @@ mod tests {
         );
         assert_eq!(spool.totals().records, 3);
         assert_eq!(spool.next_seq().unwrap(), 6);
-        let loaded = spool.load(2, u64::MAX).unwrap();
+        let loaded = spool.load(2, u64::MAX, None).unwrap();
         assert_eq!(loaded.seq, 2);
         assert_eq!(loaded.records.len(), 2);
         assert_eq!(&*loaded.records[0].request_id, "a");
@@ -786,11 +867,11 @@ mod tests {
             .unwrap();
         assert_eq!(spool.totals().records, 2);
         // The part keeps its id and is replayed alone, not with the fresh row after it.
-        let loaded = spool.load(10, u64::MAX).unwrap();
+        let loaded = spool.load(10, u64::MAX, None).unwrap();
         let ids: Vec<&str> = loaded.records.iter().map(|r| &*r.request_id).collect();
         assert_eq!((ids, loaded.batch_id), (vec!["a2"], part));
         spool.settle(&loaded.ids, Vec::new()).unwrap();
-        let loaded = spool.load(10, u64::MAX).unwrap();
+        let loaded = spool.load(10, u64::MAX, None).unwrap();
         assert_eq!(&*loaded.records[0].request_id, "b");
         assert_eq!(
             spool.evict_oldest(u64::MAX / 2, u64::MAX / 2, &[]).unwrap(),
@@ -809,14 +890,14 @@ mod tests {
         let mut spool = Spool::open(&path).unwrap();
         let fresh = [(1, None, &[r("a")][..]), (2, None, &[r("b")][..])];
         spool.append_bounded(&fresh, u64::MAX, false, &[]).unwrap();
-        let first = spool.load(10, u64::MAX).unwrap();
+        let first = spool.load(10, u64::MAX, None).unwrap();
         assert_eq!(first.records.len(), 2);
         drop(spool);
         let mut spool = Spool::open(&path).unwrap();
         spool
             .append_bounded(&[(3, None, &[r("c")][..])], u64::MAX, false, &[])
             .unwrap();
-        let again = spool.load(10, u64::MAX).unwrap();
+        let again = spool.load(10, u64::MAX, None).unwrap();
         assert_eq!(again.batch_id, first.batch_id);
         assert_eq!(again.ids, first.ids);
         assert_eq!(again.records, first.records);
@@ -838,10 +919,43 @@ mod tests {
             [],
         )
         .unwrap();
-        let loaded = spool.load(10, u64::MAX).unwrap();
+        let loaded = spool.load(10, u64::MAX, None).unwrap();
         assert_eq!(loaded.undecodable, 1);
         let ids: Vec<&str> = loaded.records.iter().map(|r| &*r.request_id).collect();
         assert_eq!(ids, ["b", "b2"]);
+    }
+
+    /// A read ahead starts past the batch being replayed and leaves a bad row where it is.
+    #[test]
+    fn read_ahead_starts_after_and_leaves_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let r = |id: &str| Record::new(id, "n", 1, "GET", None);
+        let mut spool = Spool::open(&path).unwrap();
+        let rows = [
+            (1, None, &[r("a")][..]),
+            (2, None, &[r("b")][..]),
+            (3, None, &[r("c")][..]),
+        ];
+        spool.append_bounded(&rows, u64::MAX, false, &[]).unwrap();
+        let first = spool.load(1, u64::MAX, None).unwrap();
+        let ahead = spool.load(1, u64::MAX, Some(first.last)).unwrap();
+        assert_eq!(&*ahead.records[0].request_id, "b");
+        assert_eq!(ahead.seq, 2);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE chest_spool SET payload = replace(payload, '\"c\"', '\"x\"') WHERE seq = 3",
+            [],
+        )
+        .unwrap();
+        let past_bad = spool.load(10, u64::MAX, Some(ahead.last)).unwrap();
+        assert_eq!((past_bad.ids.len(), past_bad.undecodable), (0, 0));
+        assert_eq!(spool.totals().records, 3);
+        spool.settle(&first.ids, Vec::new()).unwrap();
+        spool.settle(&ahead.ids, Vec::new()).unwrap();
+        let replayed = spool.load(10, u64::MAX, None).unwrap();
+        assert_eq!((replayed.ids.len(), replayed.undecodable), (0, 1));
+        assert_eq!(spool.totals().records, 0);
     }
 
     /// A spool of the first format (no batch ids, no checksums) is upgraded and replayed.
@@ -865,7 +979,7 @@ mod tests {
         .unwrap();
         drop(conn);
         let mut spool = Spool::open(&path).unwrap();
-        let loaded = spool.load(10, u64::MAX).unwrap();
+        let loaded = spool.load(10, u64::MAX, None).unwrap();
         assert_eq!(&*loaded.records[0].request_id, "old");
         let version: i64 = Connection::open(&path)
             .unwrap()

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::OptionFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
+use tokio::task::JoinError;
 use tokio::time::{sleep_until, Instant};
 
 use super::deadletter;
@@ -16,7 +18,7 @@ use super::deliver::{deliver, part_id, Delivery};
 use super::ledger::Outcome;
 use super::policy::{Durability, OverflowPolicy};
 use super::queue::{Batch, Queue};
-use super::spool::{Spool, SpoolError, Totals};
+use super::spool::{Loaded, Spool, SpoolError, Totals};
 use super::stats::LastError;
 use crate::{BatchId, BoxFuture, Chest, Record, RetryPolicy};
 
@@ -50,6 +52,29 @@ struct Replaying {
     ids: Vec<i64>,
 }
 
+/// The spool batch after the one being replayed, loaded while that one is delivered, so that
+/// reading the spool costs the replay no time of its own.
+enum Prefetch {
+    Loading(tokio::task::JoinHandle<Result<(Loaded, Totals), SpoolError>>),
+    Ready(Loaded),
+}
+
+/// A prefetch, and what it may be used after: the same spool file, and no eviction since it
+/// started (an eviction may have taken its rows).
+struct Prefetched {
+    prefetch: Prefetch,
+    generation: u64,
+    evictions: u64,
+}
+
+/// A replayed batch whose rows are being removed from the spool while the next one is
+/// delivered: booked as replayed once that is done.
+struct Removing {
+    task: tokio::task::JoinHandle<Result<((), Totals), SpoolError>>,
+    outcome: Outcome,
+    generation: u64,
+}
+
 struct Settled {
     origin: Origin,
     batch: Batch,
@@ -70,6 +95,12 @@ pub(crate) struct Worker {
     deliveries: FuturesUnordered<BoxFuture<'static, Settled>>,
     /// The spool batch being replayed (one at a time, to keep order).
     replaying: Option<Replaying>,
+    /// The next one, being read meanwhile.
+    prefetched: Option<Prefetched>,
+    /// The one replayed before, being removed from the spool meanwhile.
+    removing: Option<Removing>,
+    /// Spool operations that evicted rows.
+    evictions: u64,
     /// After a batch was given up: no delivery starts before this.
     down_until: Option<Instant>,
     /// When spooled batches are due for replay.
@@ -99,6 +130,9 @@ impl Worker {
             held: VecDeque::new(),
             deliveries: FuturesUnordered::new(),
             replaying: None,
+            prefetched: None,
+            removing: None,
+            evictions: 0,
             down_until: None,
             spool_due,
             stop: watch::channel(false).0,
@@ -140,6 +174,9 @@ impl Worker {
             tokio::select! {
                 Some(settled) = self.deliveries.next(), if !self.deliveries.is_empty() => {
                     self.settle(settled).await;
+                }
+                Some(joined) = OptionFuture::from(self.removing.as_mut().map(|r| &mut r.task)) => {
+                    self.removed(joined).await;
                 }
                 () = self.queue.wake.notified() => {}
                 () = sleep_until(wake_at) => {}
@@ -237,25 +274,27 @@ impl Worker {
     /// Loads the oldest spooled batches and starts replaying them. `false` if nothing could be
     /// loaded.
     async fn replay(&mut self) -> bool {
-        let limits = &self.queue.limits;
-        let (records, bytes) = (limits.batch_records as usize, limits.batch_bytes);
-        let Some(result) = self.with_spool(move |s| s.load(records, bytes)).await else {
-            return false;
-        };
-        let (loaded, totals) = match result {
-            Ok(loaded) => loaded,
-            Err(()) => {
-                self.spool_due = Some(Instant::now() + self.retry.max_backoff);
-                return false;
+        let loaded = match self.take_prefetched().await {
+            Some(loaded) => loaded,
+            None => {
+                let (records, bytes) = self.batch_limits();
+                let load = move |s: &mut Spool| s.load(records, bytes, None);
+                match self.with_spool(load).await {
+                    None => return false,
+                    Some(Ok((loaded, totals))) => self.booked(loaded, totals),
+                    Some(Err(())) => {
+                        self.spool_due = Some(Instant::now() + self.retry.max_backoff);
+                        return false;
+                    }
+                }
             }
         };
-        self.queue.update(|s| {
-            s.ledger.undecodable_in_spool(loaded.undecodable);
-            s.ledger.spool_totals(totals);
-        });
         if loaded.ids.is_empty() {
             self.spool_due = None;
             return false;
+        }
+        if self.queue.stats().spool_records > loaded.records.len() as u64 {
+            self.prefetch(loaded.last);
         }
         let bytes = loaded.records.iter().map(|r| r.approx_size() as u64).sum();
         self.replaying = Some(Replaying {
@@ -278,6 +317,71 @@ impl Worker {
         true
     }
 
+    fn batch_limits(&self) -> (usize, u64) {
+        let limits = &self.queue.limits;
+        (limits.batch_records as usize, limits.batch_bytes)
+    }
+
+    /// Books what a load found (rows it could not decode are gone) and returns the batch.
+    fn booked(&self, loaded: Loaded, totals: Totals) -> Loaded {
+        self.queue.update(|s| {
+            s.ledger.undecodable_in_spool(loaded.undecodable);
+            s.ledger.spool_totals(totals);
+        });
+        loaded
+    }
+
+    /// Starts reading the batch after `after` from the spool, on the blocking pool.
+    fn prefetch(&mut self, after: (i64, i64)) {
+        let (records, bytes) = self.batch_limits();
+        if let Some(task) = self.spawn_spool(move |s| s.load(records, bytes, Some(after))) {
+            self.prefetched = Some(Prefetched {
+                prefetch: Prefetch::Loading(task),
+                generation: self.spool.generation,
+                evictions: self.evictions,
+            });
+        }
+    }
+
+    /// Waits for the prefetch to be read; `None` if it failed or was read from a file set aside
+    /// since (whose records were counted with that file).
+    async fn settle_prefetch(&mut self) -> Option<Prefetched> {
+        let mut prefetched = self.prefetched.take()?;
+        if let Prefetch::Loading(task) = prefetched.prefetch {
+            let joined = task.await;
+            if !matches!(joined, Ok(Ok(_))) {
+                // The failure may set the spool aside: nothing may be left pending in it.
+                self.finish_removing().await;
+            }
+            if prefetched.generation != self.spool.generation {
+                return None;
+            }
+            // Nothing to book: a read ahead changes no count (see `Spool::load`), and its
+            // totals may be older than those booked since.
+            let Ok((loaded, _)) = self.spool_result(joined).await else {
+                return None;
+            };
+            prefetched.prefetch = Prefetch::Ready(loaded);
+        }
+        Some(prefetched)
+    }
+
+    /// The prefetched batch, if it is still the next one to replay.
+    async fn take_prefetched(&mut self) -> Option<Loaded> {
+        let prefetched = self.settle_prefetch().await?;
+        let current = (self.spool.generation, self.evictions);
+        match prefetched.prefetch {
+            Prefetch::Ready(loaded)
+                if (prefetched.generation, prefetched.evictions) == current
+                    && !loaded.ids.is_empty() =>
+            {
+                Some(loaded)
+            }
+            // Its rows stay in the spool (named, if they were): the next load reads them again.
+            _ => None,
+        }
+    }
+
     /// Runs a spool operation on the blocking pool, then brings the spool gauges up to date in
     /// the same lock as `apply` (which gets the operation's value and the state). A corrupt file
     /// is set aside and replaced. `None` without a spool; `Some(Err(()))` if the operation
@@ -286,22 +390,39 @@ impl Worker {
         &mut self,
         op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
     ) -> Option<Result<(T, Totals), ()>> {
+        // Every other spool operation sees the replayed rows gone, and their records booked.
+        self.finish_removing().await;
+        let task = self.spawn_spool(op)?;
+        Some(self.spool_result(task.await).await)
+    }
+
+    /// Starts a spool operation on the blocking pool; `None` without a spool.
+    fn spawn_spool<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&mut Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<Result<(T, Totals), SpoolError>>> {
         let spool = self.spool.spool.clone()?;
-        let result = tokio::task::spawn_blocking(move || {
+        Some(tokio::task::spawn_blocking(move || {
             let mut spool = spool.lock().unwrap_or_else(|p| p.into_inner());
             op(&mut spool).map(|value| (value, spool.totals()))
-        })
-        .await;
-        match result {
-            Ok(Ok((value, totals))) => Some(Ok((value, totals))),
+        }))
+    }
+
+    /// What a spool operation gave; a failure is handled as [`Self::with_spool`] says.
+    async fn spool_result<T>(
+        &mut self,
+        joined: Result<Result<(T, Totals), SpoolError>, JoinError>,
+    ) -> Result<(T, Totals), ()> {
+        match joined {
+            Ok(Ok((value, totals))) => Ok((value, totals)),
             Ok(Err(error)) => {
                 self.spool_failed(error).await;
-                Some(Err(()))
+                Err(())
             }
             Err(join) => {
                 self.queue
                     .set_last_error(format!("spool task failed: {join}"));
-                Some(Err(()))
+                Err(())
             }
         }
     }
@@ -382,6 +503,9 @@ impl Worker {
         let (records, bytes) = batches.iter().fold((0, 0), |(r, b), batch| {
             (r + batch.records.len() as u64, b + batch.bytes)
         });
+        if evicted > 0 {
+            self.evictions += 1;
+        }
         self.queue.update(|s| {
             s.ledger.evicted_from_spool(evicted);
             if appended {
@@ -471,6 +595,10 @@ impl Worker {
             }
         });
         let gave_up = !rest.is_empty();
+        if gave_up {
+            // The parts given up go back to the spool ahead of the prefetched batch.
+            let _ = self.settle_prefetch().await;
+        }
         match origin {
             Origin::Spool { ids, generation } if generation == self.spool.generation => {
                 let remaining = rest
@@ -494,19 +622,58 @@ impl Worker {
     /// each with its id), then the settled records leave the spool in the books. If the rows
     /// could not be updated they will be replayed again under the same id (a chest that keeps
     /// ids stores nothing twice), so their records stay counted in the spool.
+    ///
+    /// A batch settled whole is removed while the next one is delivered (see [`Removing`]): the
+    /// replay then waits for the chest only, as live delivery does.
     async fn settle_replay(
         &mut self,
         ids: Vec<i64>,
         outcome: Outcome,
         remaining: Vec<(u64, BatchId, Vec<Record>)>,
     ) {
-        let result = self.with_spool(move |s| s.settle(&ids, remaining)).await;
-        if let Some(Ok(((), totals))) = result {
-            self.queue.update(|s| {
-                s.ledger.replayed(outcome);
-                s.ledger.spool_totals(totals);
+        self.finish_removing().await;
+        if !remaining.is_empty() {
+            let result = self.with_spool(move |s| s.settle(&ids, remaining)).await;
+            if let Some(Ok(((), totals))) = result {
+                self.book_replayed(outcome, totals);
+            }
+            return;
+        }
+        if let Some(task) = self.spawn_spool(move |s| s.settle(&ids, Vec::new())) {
+            self.removing = Some(Removing {
+                task,
+                outcome,
+                generation: self.spool.generation,
             });
         }
+    }
+
+    /// Waits for the removal of the batch replayed before, if any, and books it.
+    async fn finish_removing(&mut self) {
+        if let Some(removing) = self.removing.as_mut() {
+            let joined = (&mut removing.task).await;
+            self.removed(joined).await;
+        }
+    }
+
+    /// Books the removal of a replayed batch's rows: its records were replayed.
+    async fn removed(&mut self, joined: Result<Result<((), Totals), SpoolError>, JoinError>) {
+        let Some(removing) = self.removing.take() else {
+            return;
+        };
+        let result = self.spool_result(joined).await;
+        if let Ok(((), totals)) = result {
+            if removing.generation == self.spool.generation {
+                self.book_replayed(removing.outcome, totals);
+            }
+        }
+    }
+
+    fn book_replayed(&mut self, outcome: Outcome, totals: Totals) {
+        self.queue.update(|s| {
+            s.ledger.replayed(outcome);
+            s.ledger.spool_totals(totals);
+        });
         if self.queue.stats().spool_records == 0 {
             self.spool_due = None;
         }
@@ -587,6 +754,9 @@ impl Worker {
         while let Some(settled) = self.deliveries.next().await {
             self.settle(settled).await;
         }
+        // What it read stays in the spool; what it found undecodable is booked.
+        let _ = self.settle_prefetch().await;
+        self.finish_removing().await;
         let mut left: Vec<Batch> = self.held.drain(..).collect();
         left.extend(self.drain_queue(|_| true));
         let unspooled = self.spool_batches(left).await;
