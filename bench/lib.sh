@@ -17,36 +17,42 @@ if ! command -v wrk >/dev/null; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 fi
 
-# A scratch directory for the server's files and output, removed on exit.
+# A scratch directory for the servers' files and output, removed on exit.
 bench_work=$(mktemp -d)
-bench_server=""
+bench_server="" bench_servers=()
 trap 'bench_stop; rm -rf "$bench_work"' EXIT
 
-# bench_start NAME COMMAND...: starts the server under test in the background (stdout in
-# $bench_work/server.out, stderr in $bench_work/server.log) and sets `url` from the first
-# `listening on http://ADDR` it prints. NAME names it in the error when it does not start.
+# bench_start NAME COMMAND...: starts a server under test in the background (stdout in
+# $bench_work/server.out, stderr in $bench_work/server.log; a second server's in server-2.*),
+# sets `bench_server` to its pid and `url` from the first `listening on http://ADDR` it prints.
+# NAME names it in the error when it does not start.
 bench_start() {
-  local name=$1
+  local name=$1 out="$bench_work/server" n=$((${#bench_servers[@]} + 1))
   shift
-  "$@" >"$bench_work/server.out" 2>"$bench_work/server.log" &
+  [ "$n" -eq 1 ] || out="$out-$n"
+  "$@" >"$out.out" 2>"$out.log" &
   bench_server=$!
-  for _ in $(seq 100); do grep -q 'listening on' "$bench_work/server.out" 2>/dev/null && break; sleep 0.1; done
-  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$bench_work/server.out" | head -n1)
-  [ -n "$url" ] || { echo "$name did not start:" >&2; cat "$bench_work/server.log" >&2; exit 1; }
+  bench_servers+=("$bench_server")
+  for _ in $(seq 100); do grep -q 'listening on' "$out.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$out.out" | head -n1)
+  [ -n "$url" ] || { echo "$name did not start:" >&2; cat "$out.log" >&2; exit 1; }
 }
 
-# bench_stop: stops the server (SIGTERM) and waits for it to exit. Safe to call twice.
+# bench_stop: stops every server started (SIGTERM) and waits for them to exit. Safe to call twice.
 bench_stop() {
-  [ -n "$bench_server" ] || return 0
-  kill -TERM "$bench_server" 2>/dev/null || true
-  wait "$bench_server" 2>/dev/null || true
-  bench_server=""
+  local pid
+  for pid in "${bench_servers[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  bench_server="" bench_servers=()
 }
 
 # rps DURATION URL: wrk's requests per second.
 rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$1" "$2" | awk '/Requests\/sec/ {print $2}'; }
 
-# server_ticks: the CPU time (user + system clock ticks) the server has used so far, all threads.
+# server_ticks: the CPU time (user + system clock ticks) the server `bench_server` has used so
+# far, all threads.
 server_ticks() { awk '{print $14 + $15}' "/proc/$bench_server/stat"; }
 
 # measure DURATION URL: one wrk run; prints "req/s µs" where µs is the server's CPU time per
