@@ -55,6 +55,19 @@ async fn read_stream(servers: &str, stream: &str) -> Vec<(String, BatchId, Vec<R
     out
 }
 
+/// The server name of the stream's cluster leader.
+async fn stream_leader(servers: &str, stream: &str) -> String {
+    let addrs: Vec<String> = servers.split(',').map(|s| format!("nats://{s}")).collect();
+    let client = async_nats::connect(addrs.as_slice()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut handle = js.get_stream(stream).await.unwrap();
+    let info = handle.info().await.unwrap();
+    info.cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("a clustered stream has a leader")
+}
+
 async fn delete_stream(servers: &str, stream: &str) {
     let addrs: Vec<String> = servers.split(',').map(|s| format!("nats://{s}")).collect();
     let client = async_nats::connect(addrs.as_slice()).await.unwrap();
@@ -250,17 +263,27 @@ async fn cluster_survives_a_node_killed_during_load() {
     let dir = tempfile::tempdir().unwrap();
     let batched = batched(chest, dir.path());
     const N: usize = 3_000;
+    let servers = hosts(&cluster.hosts());
+    // The node that leads the stream: killing it makes the other two elect a new leader.
+    let leader = stream_leader(&servers, &stream).await;
+    let victim = (0..3)
+        .find(|i| leader.starts_with(&format!("node{i}-")))
+        .unwrap_or_else(|| panic!("leader {leader} is none of the nodes"));
     load(&batched, N, |i| {
         if i == N / 3 {
-            cluster.nodes[0].kill();
+            cluster.nodes[victim].kill();
         }
         if i == 2 * N / 3 {
-            cluster.nodes[0].restart();
+            cluster.nodes[victim].restart();
         }
     })
     .await;
-    let servers = hosts(&cluster.hosts());
     check_delivered(batched, &servers, &stream, N).await;
+    assert_ne!(
+        stream_leader(&servers, &stream).await,
+        leader,
+        "a new leader took over"
+    );
 }
 
 /// Unknown stream, bad URL, wrong credentials: one clear error naming the chest and the cause,
