@@ -235,8 +235,9 @@ async fn batched_rides_out_jetstream_being_down() {
     );
 }
 
-/// The 3-node cluster, a stream with 3 replicas, one node SIGKILLed in the middle of the load and
-/// started again: no record lost or duplicated, no writer error, the stats balanced.
+/// The 3-node cluster, a stream with 3 replicas: its leader SIGKILLed in the middle of the load
+/// and started again, then a follower stopped with SIGTERM: no record lost or duplicated, no
+/// writer error, the stats balanced. (Leadership may move back afterwards: not asserted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_survives_a_node_killed_during_load() {
     let Some(binary) = nats_server_binary() else {
@@ -269,21 +270,22 @@ async fn cluster_survives_a_node_killed_during_load() {
     let victim = (0..3)
         .find(|i| leader.starts_with(&format!("node{i}-")))
         .unwrap_or_else(|| panic!("leader {leader} is none of the nodes"));
+    // Then a follower stopped cleanly (SIGTERM) once the first is back.
+    let follower = (victim + 1) % 3;
     load(&batched, N, |i| {
-        if i == N / 3 {
+        if i == N / 4 {
             cluster.nodes[victim].kill();
         }
-        if i == 2 * N / 3 {
+        if i == N / 2 {
             cluster.nodes[victim].restart();
+        }
+        if i == 3 * N / 4 {
+            cluster.nodes[follower].terminate();
         }
     })
     .await;
+    cluster.nodes[follower].restart();
     check_delivered(batched, &servers, &stream, N).await;
-    assert_ne!(
-        stream_leader(&servers, &stream).await,
-        leader,
-        "a new leader took over"
-    );
 }
 
 /// Unknown stream, bad URL, wrong credentials: one clear error naming the chest and the cause,
