@@ -8,8 +8,9 @@
 #
 #   bench/overhead.sh [extra `chest demo` args, e.g. --inline]
 #   ROUTE=/traced NAME=user_id bench/overhead.sh   # the tracing bridge's route (facts on) instead
+#   DB='nats://127.0.0.1:4222/BENCH?create=true&max_age=10m' bench/overhead.sh   # another chest URL
 #
-# Knobs (env): ROUTE (default /api-endpoint), NAME (the variable counted, default transaction), PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
+# Knobs (env): DB (default a fresh SQLite file; rows are counted for SQL chests only), ROUTE (default /api-endpoint), NAME (the variable counted, default transaction), PAIRS (default 16), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
 # see bench/lib.sh (the measuring part, shared with bench/overhead-actix.sh). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,8 +18,10 @@ cd "$(dirname "$0")/.."
 
 cargo build --release -q -p chest-cli
 chest="${CARGO_TARGET_DIR:-target}/release/chest"
-bench_start "chest demo" "$chest" demo --addr 127.0.0.1:0 --db "$bench_work/bench.db" "$@"
+db=${DB:-$bench_work/bench.db}
+# In the scratch folder, where a demo writing to a server URL keeps its spool.
+bench_start "chest demo" env -C "$bench_work" "$(realpath "$chest")" demo --addr 127.0.0.1:0 --db "$db" "$@"
 route=${ROUTE:-/api-endpoint} name=${NAME:-transaction}
 bench_pairs "$url/bare" "$url$route"
-rows=$("$chest" stats --db "$bench_work/bench.db" --json --name "$name" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')
+rows=$("$chest" stats --db "$db" --json --name "$name" 2>/dev/null | sed -n 's/.*"count":\([0-9]*\).*/\1/p' || true)
 bench_report "route $route, demo args: ${*:-(default)}" "rows written ($name): ${rows:-0}"

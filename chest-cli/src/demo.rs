@@ -23,7 +23,7 @@ pub struct DemoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     addr: SocketAddr,
-    /// SQLite database file, or a `mysql://…` / `postgres://…` URL.
+    /// SQLite database file, or a `mysql://…` / `postgres://…` / `nats://HOST:4222/STREAM` URL.
     #[arg(long, default_value = "chest.db")]
     db: PathBuf,
     /// Table to write.

@@ -32,7 +32,7 @@ enum Command {
     Query(query::QueryArgs),
     /// Per variable: count, and min, mean, p50, p95, p99, max of numeric values.
     Stats(query::StatsArgs),
-    /// Copy a SQLite chest's rows to another chest, resumably (checkpointed), optionally deleting
+    /// Copy a chest's rows (SQLite, MySQL, PostgreSQL, or a NATS JetStream stream) to another chest, resumably (checkpointed), optionally deleting
     /// them from the source once the target acknowledged them.
     Export(export::ExportArgs),
     /// Look at, or replay by hand, a `Batched` chest's spool file.
@@ -90,8 +90,12 @@ fn block_on(
 
 /// `--db` as a URL (`scheme://…`) with `--table` added as its `table=` parameter (a `table=`
 /// already in the URL comes first, and wins); `None` for a plain path, which is a SQLite file.
+/// A NATS URL (`nats://…`, `tls://…`) names a stream, not a table: it is taken as it is.
 fn db_url(db: &Path, table: &str) -> Option<String> {
     let url = db.to_str().filter(|db| db.contains("://"))?;
+    if url.starts_with("nats://") || url.starts_with("tls://") {
+        return Some(url.to_owned());
+    }
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}table={table}"))
 }

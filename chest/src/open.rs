@@ -17,6 +17,7 @@ use crate::{Chest, Error};
 /// | `influxdb://HOST:PORT?org=O&bucket=B&token_env=VAR` (`influxdbs://` for HTTPS) | `InfluxDbChest`, v2 API | `influxdb` |
 /// | `influxdb1://[USER@]HOST:PORT/DB?rp=RP&password_env=VAR` (`influxdb1s://`) | `InfluxDbChest`, v1 API | `influxdb` |
 /// | `http://…`, `https://…` | `HttpChest` with the default payload (a JSON array of records) | `http` |
+/// | `nats://HOST:PORT[,HOST:PORT…]/STREAM[?subject=S&create=true&replicas=3&token_env=VAR]` (`tls://`) | `NatsChest`, a JetStream stream (see `chests::nats`) | `nats` |
 ///
 /// InfluxDB URLs also take `tag.NAME=VALUE` (custom tags), `request_id_as_tag=true`,
 /// `gzip=false`, `timeout=5s` and `verify=false`.

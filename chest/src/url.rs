@@ -43,7 +43,7 @@ impl<'a> ChestUrl<'a> {
 
     /// The value of query parameter `key`, if given (and marks it used).
     #[cfg_attr(
-        not(any(feature = "sqlite", feature = "mysql", feature = "postgres", feature = "influxdb")),
+        not(any(feature = "sqlite", feature = "mysql", feature = "postgres", feature = "influxdb", feature = "nats")),
         allow(dead_code) // Only `memory://` is left, and it takes no parameter.
     )]
     pub fn param(&self, key: &str) -> Option<&str> {
@@ -85,7 +85,7 @@ impl<'a> ChestUrl<'a> {
     }
 
     /// Whether parameter `key` is present (without marking it used).
-    #[cfg(feature = "influxdb")]
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
     pub fn has(&self, key: &str) -> bool {
         self.params.iter().any(|(k, _)| k == key)
     }
@@ -110,7 +110,7 @@ impl<'a> ChestUrl<'a> {
 
     /// A secret named by a `…_env` parameter (`token_env=VAR`): read from that environment
     /// variable. Secrets never go in a URL itself.
-    #[cfg(feature = "influxdb")]
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
     pub fn secret_from_env(&self, key: &'static str) -> Result<Option<String>, Error> {
         let Some(var) = self.param(key) else {
             return Ok(None);
@@ -123,8 +123,35 @@ impl<'a> ChestUrl<'a> {
         })
     }
 
+    /// Refuses a secret given in the query itself (`token=…`): secrets are named by `KEY_env`.
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
+    pub fn refuse_secrets(&self, keys: &[&str]) -> Result<(), Error> {
+        match keys.iter().find(|key| self.has(key)) {
+            Some(secret) => Err(self.invalid(
+                "query",
+                format!("a {secret} never goes in a URL: put it in an environment variable and pass `{secret}_env=VAR`"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// `[USER@]HOSTS/PATH` taken apart: the user (a password there is refused), the hosts and the
+    /// path after the first `/`.
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
+    pub fn user_hosts_path(&self) -> Result<(Option<&'a str>, &'a str, &'a str), Error> {
+        let (authority, path) = self.rest.split_once('/').unwrap_or((self.rest, ""));
+        match authority.rsplit_once('@') {
+            Some((user, _)) if user.contains(':') => Err(self.invalid(
+                "userinfo",
+                "a password never goes in a URL: use `password_env=VAR`".into(),
+            )),
+            Some((user, hosts)) => Ok((Some(user), hosts, path)),
+            None => Ok((None, authority, path)),
+        }
+    }
+
     /// Parameter `key` as `true` or `false`, if given.
-    #[cfg(feature = "influxdb")]
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
     pub fn flag(&self, key: &'static str) -> Result<Option<bool>, Error> {
         self.param(key)
             .map(|v| {
@@ -135,7 +162,7 @@ impl<'a> ChestUrl<'a> {
     }
 
     /// Parameter `key` as a duration ([`parse_duration`]), if given.
-    #[cfg(feature = "influxdb")]
+    #[cfg(any(feature = "influxdb", feature = "nats"))]
     pub fn duration(&self, key: &'static str) -> Result<Option<Duration>, Error> {
         self.param(key)
             .map(|v| parse_duration(v).map_err(|e| self.invalid("query", format!("{key}: {e}"))))

@@ -17,6 +17,8 @@ pub(crate) mod http_client;
 #[cfg(feature = "influxdb")]
 pub mod influxdb;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 pub(crate) mod scheme;
@@ -43,6 +45,8 @@ pub(crate) const SCHEMES: &[Scheme] = &[
     influxdb::url::SCHEME,
     #[cfg(feature = "http")]
     http::SCHEME,
+    #[cfg(feature = "nats")]
+    nats::SCHEME,
 ];
 
 /// The row of `url`'s scheme, or an error saying that no compiled-in backend has it.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests. Each test file includes it with `mod common;`.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod nats;
 pub mod proxy;
 
 /// The URL of a real server the test needs, from the environment variable `var` (set by

@@ -43,30 +43,13 @@ impl InfluxDbChestBuilder {
 }
 
 fn builder(url: &ChestUrl<'_>) -> Result<InfluxDbChestBuilder, Error> {
-    for secret in ["token", "password"] {
-        if url.has(secret) {
-            return Err(url.invalid(
-                "query",
-                format!("a {secret} never goes in a URL: put it in an environment variable and pass `{secret}_env=VAR`"),
-            ));
-        }
-    }
+    url.refuse_secrets(&["token", "password"])?;
     let http = if url.scheme.ends_with('s') {
         "https"
     } else {
         "http"
     };
-    let (authority, path) = url.rest.split_once('/').unwrap_or((url.rest, ""));
-    let (user, host) = match authority.rsplit_once('@') {
-        Some((user, _)) if user.contains(':') => {
-            return Err(url.invalid(
-                "userinfo",
-                "a password never goes in a URL: use `password_env=VAR`".into(),
-            ))
-        }
-        Some((user, host)) => (Some(user), host),
-        None => (None, authority),
-    };
+    let (user, host, path) = url.user_hosts_path()?;
     if host.is_empty() {
         return Err(url.invalid("host", "no host given".into()));
     }

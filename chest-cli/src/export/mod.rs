@@ -26,10 +26,13 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::CliError;
 
+mod nats;
+
 /// Options of `chest export`.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The chest to read: `sqlite://PATH[?table=T]`, `mysql://…` or `postgres://…`.
+    /// The chest to read: `sqlite://PATH[?table=T]`, `mysql://…`, `postgres://…`, or a JetStream
+    /// stream through a durable consumer: `nats://HOST:4222/STREAM?consumer=NAME` (see `nats`).
     #[arg(long)]
     from: String,
     /// The chest to write, as a URL (`influxdb://…`, `influxdb1://…`, `http(s)://…`,
@@ -58,10 +61,13 @@ pub fn run(args: ExportArgs) -> Result<(), CliError> {
 }
 
 async fn export(args: ExportArgs) -> Result<(), CliError> {
-    let reader = Reader::open(&args.from).await?;
-    let target = chest::open(&args.to).await?;
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(set_on_signal(stop.clone()));
+    if nats::is_nats(&args.from) {
+        return nats::export(&args, &stop).await;
+    }
+    let reader = Reader::open(&args.from).await?;
+    let target = chest::open(&args.to).await?;
 
     let consumer = target.name().to_owned();
     let at = reader.checkpoint(&consumer).await?;
