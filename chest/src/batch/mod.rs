@@ -149,6 +149,7 @@ mod policy;
 mod queue;
 mod spool;
 mod stats;
+mod wal_sync;
 mod worker;
 
 pub use batched::{Batched, BatchedBuilder};
