@@ -211,3 +211,80 @@ async fn a_read_only_directory_keeps_serving_in_memory_and_counts_it() {
     );
     assert_rows_once(dir.path(), 3 * n as u64);
 }
+
+/// The spool's files as a crash leaves them with `Process`: `WRITES` group commits of one
+/// request each (3 records), in the database file and its write-ahead log, not checkpointed.
+async fn crashed_spool(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let spool = dir.join("spool.db");
+    let batched = Batched::builder(SqliteChest::open(dir.join("chest.db")).unwrap())
+        .spool(&spool)
+        .durability(Durability::Process)
+        .linger(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    for i in 0..WRITES {
+        batched.write_owned(request(i)).await.unwrap();
+        assert_eq!(batched.stats().spool_records, 3 * (i as u64 + 1));
+    }
+    let files = (
+        std::fs::read(&spool).unwrap(),
+        std::fs::read(dir.join("spool.db-wal")).unwrap(),
+    );
+    std::mem::forget(batched); // as a crash: no shutdown
+    files
+}
+
+const WRITES: usize = 4;
+
+/// Where the write-ahead log's last commit starts: after the frame that ends the one before
+/// (a frame: a 24-byte header whose second word is non-zero on a commit, then a page).
+fn last_commit_start(wal: &[u8]) -> usize {
+    let page = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+    let frame = 24 + page;
+    let mut ends = vec![32];
+    let mut at = 32;
+    while at + frame <= wal.len() {
+        if wal[at + 4..at + 8] != [0; 4] {
+            ends.push(at + frame);
+        }
+        at += frame;
+    }
+    assert_eq!(*ends.last().unwrap(), wal.len(), "the log ends on a commit");
+    ends[ends.len() - 2]
+}
+
+/// The records a spool made of `db` and `wal` holds once opened (recovered).
+fn spooled(dir: &Path, db: &[u8], wal: &[u8]) -> u64 {
+    let _ = std::fs::remove_file(dir.join("s.db-shm"));
+    std::fs::write(dir.join("s.db"), db).unwrap();
+    std::fs::write(dir.join("s.db-wal"), wal).unwrap();
+    let spool = chest::batch::Spool::open(dir.join("s.db")).unwrap();
+    spool.inspect().unwrap().records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_or_flipped_last_commit_leaves_exactly_the_commits_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, wal) = crashed_spool(dir.path()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let whole = 3 * WRITES as u64;
+    assert_eq!(spooled(scratch.path(), &db, &wal), whole);
+    let start = last_commit_start(&wal);
+    for cut in start..wal.len() {
+        assert_eq!(
+            spooled(scratch.path(), &db, &wal[..cut]),
+            whole - 3,
+            "the log cut at byte {cut} of {}",
+            wal.len()
+        );
+    }
+    for flip in (start..wal.len()).step_by(97) {
+        let mut flipped = wal.clone();
+        flipped[flip] ^= 0x10;
+        assert_eq!(
+            spooled(scratch.path(), &db, &flipped),
+            whole - 3,
+            "a bit flipped at byte {flip}"
+        );
+    }
+}
