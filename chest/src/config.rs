@@ -359,6 +359,7 @@ mod tests {
             linger = "10ms"
             overflow = "block:1s"
             durability = "disk"
+            sync_every = "250ms"
             spool = "{}"
             "#,
             dir.path().join("c.db").display(),
@@ -389,6 +390,18 @@ mod tests {
                 (
                     "[[chest]]\nurl = \"memory://\"\n[chest.batch]\nlinger = \"1h\"",
                     "linger",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\ndurability = \"fast\"",
+                    "use memory, process or disk",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\ndurability = \"process\"",
+                    "Durability::Process needs a spool file",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\nsync_every = \"soon\"",
+                    "sync_every",
                 ),
             ]);
         }
