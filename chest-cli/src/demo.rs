@@ -39,9 +39,32 @@ pub struct DemoArgs {
     /// Leave out the Prometheus chest and `/metrics` (to measure what it costs).
     #[arg(long)]
     no_prometheus: bool,
+    /// When a record counts as accepted by the batched chest: `memory` (default), `process`
+    /// (in the spool's log in the page cache: survives a crash) or `disk` (fsynced: survives
+    /// power loss). Not with --inline or --config (set `durability` there).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Memory, conflicts_with_all = ["inline", "config"])]
+    durability: DurabilityArg,
     /// How long shutdown may take to drain batched chests.
     #[arg(long, default_value = "10s", value_parser = chest::config::parse_duration)]
     shutdown_deadline: Duration,
+}
+
+/// `--durability`: [`chest::batch::Durability`] on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DurabilityArg {
+    Memory,
+    Process,
+    Disk,
+}
+
+impl From<DurabilityArg> for chest::batch::Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Memory => chest::batch::Durability::Memory,
+            DurabilityArg::Process => chest::batch::Durability::Process,
+            DurabilityArg::Disk => chest::batch::Durability::Disk,
+        }
+    }
 }
 
 /// Transactions handled, for the `transaction` variable.
@@ -142,6 +165,7 @@ async fn sample_pipeline(
     let batched = Batched::builder(store)
         .spool(beside_db(".spool"))
         .dead_letter(beside_db(".dead.jsonl"))
+        .durability(args.durability.into())
         .build()?;
     Ok(Pipeline::new(
         recorder.chest(batched.clone()),

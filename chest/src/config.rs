@@ -42,7 +42,8 @@
 //! queue_capacity = 100000
 //! queue_max_bytes = 67108864
 //! overflow = "drop_oldest"             # drop_newest, reject, or "block:2s"
-//! durability = "memory"                # or "disk"
+//! durability = "memory"                # or "process" (survives a crash), "disk" (and power loss)
+//! sync_every = "1s"                    # process: how often the spool's log is synced to the disk
 //! backoff_initial = "100ms"
 //! backoff_max = "30s"
 //! retry_budget = "1m"
@@ -126,6 +127,7 @@ pub struct BatchConfig {
     pub queue_max_bytes: Option<usize>,
     pub overflow: Option<String>,
     pub durability: Option<String>,
+    pub sync_every: Option<String>,
     pub backoff_initial: Option<String>,
     pub backoff_max: Option<String>,
     pub retry_budget: Option<String>,
@@ -286,13 +288,17 @@ impl BatchConfig {
         if let Some(durability) = self.durability.as_deref() {
             b = b.durability(match durability {
                 "memory" => Durability::Memory,
+                "process" => Durability::Process,
                 "disk" => Durability::Disk,
                 other => {
                     return Err(Error::Config(format!(
-                        "durability `{other}`: use memory or disk"
+                        "durability `{other}`: use memory, process or disk"
                     )))
                 }
             });
+        }
+        if let Some(d) = duration("sync_every", &self.sync_every)? {
+            b = b.sync_every(d);
         }
         let initial = duration("backoff_initial", &self.backoff_initial)?;
         let max = duration("backoff_max", &self.backoff_max)?;
@@ -353,6 +359,7 @@ mod tests {
             linger = "10ms"
             overflow = "block:1s"
             durability = "disk"
+            sync_every = "250ms"
             spool = "{}"
             "#,
             dir.path().join("c.db").display(),
@@ -383,6 +390,18 @@ mod tests {
                 (
                     "[[chest]]\nurl = \"memory://\"\n[chest.batch]\nlinger = \"1h\"",
                     "linger",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\ndurability = \"fast\"",
+                    "use memory, process or disk",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\ndurability = \"process\"",
+                    "Durability::Process needs a spool file",
+                ),
+                (
+                    "[[chest]]\nurl = \"memory://\"\n[chest.batch]\nsync_every = \"soon\"",
+                    "sync_every",
                 ),
             ]);
         }

@@ -6,24 +6,19 @@
 
 mod batch_util;
 mod common;
+#[path = "batch_util/crash.rs"]
+mod crash;
 
-use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
-use batch_util::{sqlite_rows, wait_until};
+use batch_util::wait_until;
 use chest::batch::{Batched, Durability};
 use chest::chests::sqlite::SqliteChest;
-use chest::layer::ChestLayer;
-use chest::{Recorder, Vars};
-
-/// Set (to the data folder) in the child: run as the server.
-const CHILD: &str = "CHEST_BATCH_CRASH_CHILD";
+use crash::{
+    assert_none_lost, assert_stored_once, child, load_then_kill, restart_and_replay, start_child,
+    CHILD,
+};
 const TEST: &str = "disk_durability_survives_sigkill";
 const STALL_TEST: &str = "a_kill_between_commit_and_settlement_stores_nothing_twice";
 /// What the stalling child prints when its chest has stored a batch it will never settle.
@@ -87,134 +82,6 @@ impl chest::Chest for StallAfterCommit {
     }
 }
 
-async fn handler(vars: Vars) -> &'static str {
-    vars.set("a", 1).unwrap();
-    vars.set("b", 2.5).unwrap();
-    vars.set("c", "three").unwrap();
-    "ok"
-}
-
-/// The server: prints its port, serves until killed.
-fn child(batched: impl FnOnce() -> Batched) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let recorder = Recorder::new().chest(batched());
-        let app = Router::new()
-            .route("/work", get(handler))
-            .route_layer(ChestLayer::new(recorder));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!("PORT {}", listener.local_addr().unwrap().port());
-        axum::serve(listener, app).await.unwrap();
-    });
-}
-
-/// Starts this test binary as the server of test `test` on `dir`; its port, and its stdout.
-fn start_child(test: &str, dir: &Path) -> (std::process::Child, u16, impl Iterator<Item = String>) {
-    let mut server = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, dir)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap())
-        .lines()
-        .map(Result::unwrap);
-    let port: u16 = lines
-        .by_ref()
-        // The harness prints `test <name> ... ` before it on the same line.
-        .find_map(|line| {
-            line.split_once("PORT ")
-                .map(|(_, p)| p.trim().parse().unwrap())
-        })
-        .expect("the child printed no port");
-    (server, port, lines)
-}
-
-/// Loads the server on `port` from 8 clients until `kill` says to stop, kills it (SIGKILL), and
-/// returns the request ids it answered 2xx for.
-fn load_then_kill(
-    runtime: &tokio::runtime::Runtime,
-    mut server: std::process::Child,
-    port: u16,
-    kill: impl FnOnce(
-        Arc<Mutex<Vec<String>>>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
-) -> Vec<String> {
-    let ok_ids: Arc<Mutex<Vec<String>>> = Arc::default();
-    runtime.block_on(async {
-        let client = common::http_client();
-        let url = format!("http://127.0.0.1:{port}/work");
-        let load: Vec<_> = (0..8)
-            .map(|_| {
-                let (client, url, ok_ids) = (client.clone(), url.clone(), ok_ids.clone());
-                tokio::spawn(async move {
-                    // Bounded: stops at the first failure (the kill) or after 20,000 requests.
-                    for _ in 0..20_000 {
-                        let Ok(response) = client.get(&url).send().await else {
-                            return;
-                        };
-                        if response.status().is_success() {
-                            let id = response.headers()["x-request-id"].to_str().unwrap();
-                            ok_ids.lock().unwrap().push(id.to_owned());
-                        }
-                    }
-                })
-            })
-            .collect();
-        kill(ok_ids.clone()).await;
-        server.kill().unwrap(); // SIGKILL
-        server.wait().unwrap();
-        for task in load {
-            task.await.unwrap();
-        }
-    });
-    let ids = ok_ids.lock().unwrap().clone();
-    ids
-}
-
-/// Restarts the batched chest on the same files, lets the spool replay, and returns the final
-/// stats and the database's rows.
-fn restart_and_replay(
-    runtime: &tokio::runtime::Runtime,
-    dir: &Path,
-) -> (chest::Stats, Vec<(String, String, String, String)>) {
-    runtime.block_on(async {
-        let restarted = batched(dir);
-        let restored = restarted.stats().restored;
-        assert!(restored > 0, "nothing was left in the spool at the kill");
-        wait_until("the spool replayed", Duration::from_secs(120), || {
-            restarted.stats().spool_records == 0
-        })
-        .await;
-        let stats = restarted.shutdown(Duration::from_secs(10)).await;
-        assert!(stats.is_balanced(), "{stats:#?}");
-        (stats, sqlite_rows(&dir.join("chest.db"), "chest"))
-    })
-}
-
-/// Every answered request has its three records.
-fn assert_none_lost(ok_ids: &[String], rows: &[(String, String, String, String)]) {
-    let stored: BTreeSet<(String, String)> = rows
-        .iter()
-        .map(|(id, name, _, _)| (id.clone(), name.clone()))
-        .collect();
-    let missing: Vec<&String> = ok_ids
-        .iter()
-        .filter(|id| {
-            ["a", "b", "c"]
-                .iter()
-                .any(|name| !stored.contains(&((*id).clone(), (*name).to_owned())))
-        })
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} answered requests lost records, e.g. {:?}",
-        missing.len(),
-        ok_ids.len(),
-        &missing[..missing.len().min(5)]
-    );
-}
-
 #[test]
 fn disk_durability_survives_sigkill() {
     if let Some(dir) = std::env::var_os(CHILD) {
@@ -233,7 +100,11 @@ fn disk_durability_survives_sigkill() {
         })
     });
     assert!(ok_ids.len() >= 1_500);
-    let (_, rows) = restart_and_replay(&runtime, dir.path());
+    let (stats, rows) = restart_and_replay(&runtime, dir.path(), || batched(dir.path()));
+    assert!(
+        stats.restored > 0,
+        "nothing was left in the spool at the kill"
+    );
     assert_none_lost(&ok_ids, &rows);
     let b = rows
         .iter()
@@ -276,15 +147,11 @@ fn a_kill_between_commit_and_settlement_stores_nothing_twice() {
         })
     });
     assert!(!ok_ids.is_empty());
-    let (stats, rows) = restart_and_replay(&runtime, dir.path());
+    let (stats, rows) = restart_and_replay(&runtime, dir.path(), || batched(dir.path()));
     assert!(
         stats.already_stored >= 1,
         "the replayed batch was not recognised: {stats:#?}"
     );
     assert_none_lost(&ok_ids, &rows);
-    let distinct: BTreeSet<(&str, &str)> = rows
-        .iter()
-        .map(|(id, name, _, _)| (id.as_str(), name.as_str()))
-        .collect();
-    assert_eq!(distinct.len(), rows.len(), "records were stored twice");
+    assert_stored_once(&rows);
 }

@@ -15,6 +15,7 @@ use super::policy::{Durability, OverflowPolicy};
 use super::queue::{Limits, Message, Offer, Queue};
 use super::spool::Spool;
 use super::stats::Stats;
+use super::wal_sync::SyncTimer;
 use super::worker::{SpoolSlot, Worker};
 use crate::{BoxFuture, Chest, ChestError, Error, Record, RetryPolicy};
 
@@ -32,6 +33,7 @@ pub struct BatchedBuilder {
     spill_at: f64,
     overflow: OverflowPolicy,
     durability: Durability,
+    sync_every: Duration,
     retry: RetryPolicy,
     spool: Option<PathBuf>,
     spool_max_bytes: u64,
@@ -51,6 +53,7 @@ impl std::fmt::Debug for BatchedBuilder {
             .field("spill_at", &self.spill_at)
             .field("overflow", &self.overflow)
             .field("durability", &self.durability)
+            .field("sync_every", &self.sync_every)
             .field("retry", &self.retry)
             .field("spool", &self.spool)
             .field("spool_max_bytes", &self.spool_max_bytes)
@@ -114,6 +117,29 @@ impl BatchedBuilder {
     /// When a write counts as accepted (default [`Durability::Memory`]).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// With [`Durability::Process`]: how often the spool's log is synced to the disk (default
+    /// 1 s), the window of commits a power loss can take. It is also synced at shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use chest::{batch::{Batched, Durability}, MemoryChest};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let batched = Batched::builder(MemoryChest::new())
+    ///     .spool(dir.path().join("spool.db"))
+    ///     .durability(Durability::Process)
+    ///     .sync_every(Duration::from_millis(200))
+    ///     .build()?;
+    /// # batched.shutdown(Duration::from_secs(1)).await;
+    /// # Ok(()) }
+    /// ```
+    pub fn sync_every(mut self, interval: Duration) -> Self {
+        self.sync_every = interval;
         self
     }
 
@@ -186,6 +212,10 @@ impl BatchedBuilder {
             "spill_at must be in (0, 1]"
         } else if self.durability == Durability::Disk && self.spool.is_none() {
             "Durability::Disk needs a spool file (BatchedBuilder::spool)"
+        } else if self.durability == Durability::Process && self.spool.is_none() {
+            "Durability::Process needs a spool file (BatchedBuilder::spool)"
+        } else if self.sync_every.is_zero() {
+            "sync_every must be more than 0"
         } else if self.retry.initial_backoff.is_zero()
             || self.retry.max_backoff < self.retry.initial_backoff
         {
@@ -265,6 +295,9 @@ impl BatchedBuilder {
                 durable,
                 max_bytes: self.spool_max_bytes,
                 generation: 0,
+                sync: SyncTimer::new(
+                    (self.durability == Durability::Process).then_some(self.sync_every),
+                ),
             },
             dead_letter,
             done,
@@ -328,6 +361,7 @@ impl Batched {
             spill_at: 0.5,
             overflow: OverflowPolicy::default(),
             durability: Durability::default(),
+            sync_every: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             spool: None,
             spool_max_bytes: 1 << 30,

@@ -191,6 +191,12 @@ impl Ledger {
         }
     }
 
+    /// Records that `Disk` or `Process` should have put in the spool before their writers went
+    /// on, kept in memory only (the spool is full, failing or gone).
+    pub fn unprotected(&mut self, records: u64) {
+        self.stats.unprotected += records;
+    }
+
     /// Write attempts were retried.
     pub fn retried(&mut self, attempts: u64) {
         self.stats.retried += attempts;

@@ -44,7 +44,11 @@
 //! returns. It does no I/O and never waits on the wrapped chest. It only waits:
 //! - with [`OverflowPolicy::Block`], for room in a full queue, up to the timeout;
 //! - with [`Durability::Disk`], for the group commit that puts its records in the spool (one
-//!   commit, one `fsync`, for every write that arrived meanwhile), never for the wrapped chest.
+//!   commit, one `fsync`, for every write that arrived meanwhile), never for the wrapped chest;
+//! - with [`Durability::Process`], for the same group commit without the `fsync`: the records
+//!   are in the spool's write-ahead log in the kernel's page cache, which outlives the process.
+//!   The worker syncs the log every `sync_every` (1 s by default,
+//!   [`BatchedBuilder::sync_every`]) and at shutdown.
 //!
 //! Its only error is a refused enqueue under [`OverflowPolicy::Reject`] (a retryable
 //! [`ChestError`](crate::ChestError) naming the wrapped chest). So with a `Batched` chest,
@@ -121,7 +125,16 @@
 //! | durability | the process killed | the machine loses power |
 //! |---|---|---|
 //! | `Memory` (default) | the records in memory are lost: those written in the last `linger` (plus one 50 ms tick) and any waiting for a chest that is down (at most the spill mark, then they are in the spool) | the same, and the spool's last commits (`synchronous=NORMAL`) |
+//! | `Process` | nothing accepted is lost | the commits of the last `sync_every` (1 s by default) |
 //! | `Disk` | nothing accepted is lost | nothing accepted is lost (`synchronous=FULL`) |
+//!
+//! `Process` and `Disk` fall back to `Memory` when the spool cannot take the records (the disk
+//! full, a read-only directory, a spool that cannot be opened): writes are still accepted and
+//! served, the error is logged and kept in [`Stats::last_error`], and every record accepted that
+//! way is counted in [`Stats::unprotected`]. Records the spool took before stay in it and are
+//! delivered when it can be written again (or on the next start). What each costs on the request
+//! path, measured with `bench/durability.sh`, is in BENCHMARKS.md ("Durability levels"):
+//! `Memory` stays the default because `Process` costs more than 0.03 of the end-to-end ratio.
 //!
 //! What effectively-once costs: one more small insert per batch in the SQL chests (1 row per
 //! 1,000 records by default) and a delete of old ids once a minute; for the spool, one update of
@@ -154,6 +167,7 @@ mod policy;
 mod queue;
 mod spool;
 mod stats;
+mod wal_sync;
 mod worker;
 
 pub use batched::{Batched, BatchedBuilder};

@@ -121,11 +121,12 @@ impl Queue {
         self.lock().ledger.snapshot()
     }
 
-    /// Sets whether writers wait for the spool (`Disk` with a usable spool). Without a spool,
-    /// `Disk` degrades to `Memory` rather than making writers wait for the chest.
+    /// Sets whether writers wait for the spool (`Disk` or `Process` with a usable spool).
+    /// Without a spool, they degrade to `Memory` rather than making writers wait for the chest.
     pub fn set_durable(&self, durable: bool) {
-        let disk = self.limits.durability == Durability::Disk;
-        self.durable.store(durable && disk, Ordering::Relaxed);
+        let spooled_first = self.limits.durability.spooled_first();
+        self.durable
+            .store(durable && spooled_first, Ordering::Relaxed);
     }
 
     fn durable(&self) -> bool {
@@ -203,6 +204,10 @@ impl Queue {
         message.seq = state.next_seq;
         state.next_seq += 1;
         state.ledger.enqueued(n, message.bytes);
+        if self.limits.durability.spooled_first() && message.ack.is_none() {
+            // `Disk` or `Process` without a usable spool: accepted in memory only.
+            state.ledger.unprotected(n);
+        }
         state.messages.push_back(message);
         let after = state.fill();
         drop(state);

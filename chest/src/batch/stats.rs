@@ -77,6 +77,12 @@ pub struct Stats {
     pub spool_batches: u64,
     /// Bytes of the spooled batches (their encoded size; the file is a little larger).
     pub spool_bytes: u64,
+    /// With [`Durability::Disk`](super::Durability::Disk) or
+    /// [`Durability::Process`](super::Durability::Process): records accepted in memory only,
+    /// because the spool could not take them (full, disk full, read-only, gone). A crash loses
+    /// them, as with `Memory`. They are counted where they are, like any other record; this
+    /// counter only says they were not protected.
+    pub unprotected: u64,
     /// Spool files found unreadable or corrupt and renamed aside.
     pub spool_set_aside: u64,
     /// The latest failure (of the wrapped chest, the spool or the dead-letter file).

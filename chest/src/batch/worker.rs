@@ -16,10 +16,11 @@ use tokio::time::{sleep_until, Instant};
 use super::deadletter;
 use super::deliver::{deliver, part_id, Delivery};
 use super::ledger::Outcome;
-use super::policy::{Durability, OverflowPolicy};
+use super::policy::OverflowPolicy;
 use super::queue::{Batch, Queue};
 use super::spool::{Loaded, Spool, SpoolError, Totals};
 use super::stats::LastError;
+use super::wal_sync::SyncTimer;
 use crate::{BatchId, BoxFuture, Chest, Record, RetryPolicy};
 
 /// The longest the worker sleeps while records may be queued: how late it may notice them.
@@ -34,6 +35,8 @@ pub(crate) struct SpoolSlot {
     /// Bumped when a bad file is set aside while running: batches loaded from the old file are
     /// then treated as memory batches.
     pub generation: u64,
+    /// `Process`: when the commits made without `fsync` are synced.
+    pub sync: SyncTimer,
 }
 
 /// Where a batch being delivered came from.
@@ -140,7 +143,7 @@ impl Worker {
     }
 
     fn disk(&self) -> bool {
-        self.queue.limits.durability == Durability::Disk && self.spool.spool.is_some()
+        self.queue.limits.durability.spooled_first() && self.spool.spool.is_some()
     }
 
     pub async fn run(mut self) {
@@ -169,6 +172,7 @@ impl Worker {
                 .next_wake(closing.is_some())
                 .into_iter()
                 .chain(stop_at)
+                .chain(self.spool.sync.due_at())
                 .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -530,13 +534,33 @@ impl Worker {
     /// releases their writers. What the spool cannot take stays in memory (held), released too.
     async fn commit(&mut self) {
         let batches = self.drain_queue(|_| true);
+        let taken = batches.len();
         let unspooled = self.spool_batches(batches).await;
+        if unspooled.len() < taken {
+            self.spool.sync.committed();
+        }
         if !unspooled.is_empty() {
             let records: usize = unspooled.iter().map(|b| b.records.len()).sum();
             tracing::warn!(target: "chest", chest = %self.queue.name, records,
                 "the spool cannot take these records (full or failing): kept in memory only");
+            self.queue.update(|s| s.ledger.unprotected(records as u64));
         }
         self.hold(unspooled);
+        self.sync_if_due(false).await;
+    }
+
+    /// `Process`: syncs the spool's log when due (or, with `force`, if anything waits).
+    async fn sync_if_due(&mut self, force: bool) {
+        let spool = self
+            .spool
+            .spool
+            .is_some()
+            .then_some(self.spool.path.as_path());
+        let _ = self
+            .spool
+            .sync
+            .sync_if_due(spool, &self.queue.name, force)
+            .await;
     }
 
     /// `Memory`: moves the oldest queued records to the spool until memory is under half the
@@ -768,6 +792,8 @@ impl Worker {
         let (records, bytes) = unspooled.iter().fold((0, 0), |(r, b), batch| {
             (r + batch.records.len() as u64, b + batch.bytes)
         });
+        self.spool.sync.committed();
+        self.sync_if_due(true).await;
         self.queue.update(|s| {
             s.ledger.abandoned(records, bytes);
             s.closed = true;
