@@ -9,7 +9,8 @@
 # POST and GET /api-endpoint; one numeric and one text on GET /x), a request id per 4 rows.
 # They are bulk-inserted by sqlite3 (a recursive CTE), then the two indexes chest creates
 # (request_id, recorded_at) are built, as a chest of that size would have them.
-# Knobs (env): RUNS (7), LOADS (5), CHEST (target/release/chest), KEEP_DB (a folder to keep them).
+# Knobs (env): RUNS (7), LOADS (5), CHEST (target/release/chest), KEEP_DB (a folder to keep the
+# tables in, and to take them from when there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -26,7 +27,7 @@ make_db() {
   local rows=$1 path=$2 now
   now=$(date +%s)
   rm -f "$path"
-  sqlite3 "$path" <<SQL
+  sqlite3 "$path" >/dev/null <<SQL
 PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;
 CREATE TABLE "chest" ("unique_id" INTEGER PRIMARY KEY AUTOINCREMENT, "request_id" TEXT NOT NULL,
   "name" TEXT NOT NULL, "value" TEXT, "value_num" REAL, "value_type" TEXT, "method" TEXT,
@@ -93,10 +94,14 @@ echo "machine: $(nproc) cores, $(sqlite3 --version | cut -d' ' -f1) (sqlite3 CLI
 for rows in "$@"; do
   db="$dbdir/dash-$rows.db"
   start=$(date +%s.%N)
-  make_db "$rows" "$db"
+  # With KEEP_DB, a table made by an earlier run is used again (its rows end when it was made).
+  [ -n "${KEEP_DB:-}" ] && [ -s "$db" ] || make_db "$rows" "$db"
   echo
   echo "== $rows rows ($(du -h "$db" | cut -f1)), built in $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.0f", e - s}') s"
+  in_hour=$(sqlite3 "$db" "SELECT COUNT(*) FROM chest WHERE recorded_at >= strftime('%Y-%m-%dT%H:%M:%S', 'now', '-1 hour')")
+  echo "rows in the last hour (the default view): $in_hour"
   bench_start "chest dashboard" "$CHEST" dashboard --db "$db" --addr 127.0.0.1:0
+  url=${url%/}
   printf '%-34s %s\n' "call" "ms: median (min–max) of $RUNS"
   for call in "series?range=5m" "series?range=1h" "series?range=24h" "series?range=all" \
               "series?range=1h&name=response_time" "records?limit=50" "records?limit=50&request_id=req-$((rows / 8))" "health"; do

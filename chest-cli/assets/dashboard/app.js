@@ -198,5 +198,6 @@
   $("search").addEventListener("submit", (e) => { e.preventDefault(); search($("request-id").value); });
   $("clear").addEventListener("click", () => search(""));
   setRange(state.range);
-  setInterval(refresh, poll);
+  // The next poll starts `poll` ms after the last one ended: a slow range never piles up calls.
+  (function loop() { setTimeout(() => refresh().finally(loop), poll); })();
 })();
