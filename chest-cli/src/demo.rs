@@ -209,9 +209,10 @@ async fn serve(args: DemoArgs) -> Result<(), CliError> {
     );
     let _ = std::io::Write::write_all(&mut std::io::stdout(), banner.as_bytes());
     let batched = pipeline.batched.clone();
+    let dashboard = crate::dashboard::mounted(&args.db, &args.table, batched.clone()).await;
     axum::serve(
         listener,
-        app(pipeline.recorder, batched, prometheus.as_ref()),
+        app(pipeline.recorder, batched, prometheus.as_ref()).merge(dashboard),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
 
+mod dashboard;
 mod demo;
 mod export;
 mod query;
@@ -35,6 +36,9 @@ enum Command {
     /// Copy a chest's rows (SQLite, MySQL, PostgreSQL, or a NATS JetStream stream) to another chest, resumably (checkpointed), optionally deleting
     /// them from the source once the target acknowledged them.
     Export(export::ExportArgs),
+    /// Serve a read-only page of plots (per variable, route and method) and recent records over a
+    /// chest (SQLite, MySQL/MariaDB or PostgreSQL).
+    Dashboard(dashboard::DashboardArgs),
     /// Look at, or replay by hand, a `Batched` chest's spool file.
     Spool {
         #[command(subcommand)]
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => block_on(query::stats(&args)),
         Command::Export(args) => export::run(args),
         Command::Spool { command } => block_on(spool::run(command)),
+        Command::Dashboard(args) => dashboard::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -48,7 +48,7 @@ pub struct StatsArgs {
 }
 
 /// The reader of `--db` (a plain path is a SQLite file) and `--table`.
-async fn open(db: &Path, table: &str) -> Result<Reader, CliError> {
+pub(crate) async fn open(db: &Path, table: &str) -> Result<Reader, CliError> {
     Ok(match crate::db_url(db, table) {
         Some(url) => Reader::open(&url).await?,
         None => SqliteReader::open(db, table)?.into(),

@@ -88,6 +88,7 @@ mod record;
 mod recorder;
 pub mod request_id;
 pub mod retry;
+mod series;
 mod stored;
 mod track;
 mod url;

@@ -1,6 +1,7 @@
 //! Reading back what chests stored: for the `chest` CLI, exports and tests. [`Reader`] opens
 //! any chest whose backend can read back (SQLite, MySQL/MariaDB, PostgreSQL) from its URL.
 
+pub use crate::series::{Bucket, Series, SeriesBuilder, SeriesQuery};
 pub use crate::stored::{Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, VarSummary};
 use crate::url::ChestUrl;
 use crate::Error;
@@ -100,6 +101,40 @@ impl Reader {
     /// ```
     pub async fn summaries(&self, name: Option<&str>) -> Result<Vec<VarSummary>, Error> {
         self.inner.summaries(name).await
+    }
+
+    /// Per variable, route and method: records per time bucket, and for numeric values their
+    /// distribution (min, p50, p95, p99, max), over `query`'s range; and the latest text value.
+    /// The range is read through the `recorded_at` index.
+    ///
+    /// ```no_run
+    /// # async fn run(reader: chest::read::Reader) -> Result<(), chest::Error> {
+    /// use chest::read::SeriesQuery;
+    ///
+    /// let minute = 60_000_000;
+    /// for s in reader.series(&SeriesQuery::new(minute).name("response_time")).await? {
+    ///     for b in &s.buckets {
+    ///         println!("{} {:?} {} {}: {} rows, p95 {:?}", s.name, s.route, s.method, b.start_micros, b.count, b.p95);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn series(&self, query: &SeriesQuery) -> Result<Vec<Series>, Error> {
+        self.inner.series(query).await
+    }
+
+    /// The times (microseconds since the Unix epoch) of the oldest and the newest record; `None`
+    /// for an empty table.
+    ///
+    /// ```no_run
+    /// # async fn run(reader: chest::read::Reader) -> Result<(), chest::Error> {
+    /// if let Some((first, last)) = reader.time_span().await? {
+    ///     println!("{} s of records", (last - first) / 1_000_000);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn time_span(&self) -> Result<Option<(i64, i64)>, Error> {
+        self.inner.time_span().await
     }
 
     /// How many rows have a `unique_id` greater than `after_id`.

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::record::{parse_utc_micros, time_from_micros};
+pub(crate) use crate::record::format_utc_micros;
+pub(crate) use crate::record::parse_utc_micros;
+use crate::record::time_from_micros;
+use crate::series::{Series, SeriesQuery};
 use crate::{BatchId, BoxFuture, Error, Record, Value};
 
 /// Where a consumer of a chest's rows (`chest export`) stands, from
@@ -99,6 +102,8 @@ pub struct Filter {
     pub until_id: Option<i64>,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Newest (highest `unique_id`) first, for the latest rows with `limit`.
+    pub newest_first: bool,
 }
 
 /// Count and distribution of one variable's values.
@@ -133,14 +138,9 @@ impl VarSummary {
     /// assert_eq!((s.min, s.p50, s.max, s.mean), (Some(1.0), Some(2.0), Some(4.0), Some(2.5)));
     /// assert_eq!(s.numeric, 4);
     /// ```
-    pub fn new(name: impl Into<String>, count: u64, mut numbers: Vec<f64>) -> Self {
-        numbers.retain(|n| n.is_finite());
-        numbers.sort_by(f64::total_cmp);
-        let rank = |q: f64| -> Option<f64> {
-            let n = numbers.len();
-            // Nearest rank: the smallest value with at least q of the values at or below it.
-            (n > 0).then(|| numbers[((q * n as f64).ceil() as usize).clamp(1, n) - 1])
-        };
+    pub fn new(name: impl Into<String>, count: u64, numbers: Vec<f64>) -> Self {
+        let numbers = crate::series::sorted_finite(numbers);
+        let rank = |q: f64| crate::series::nearest_rank(&numbers, q);
         let mean =
             (!numbers.is_empty()).then(|| numbers.iter().sum::<f64>() / numbers.len() as f64);
         VarSummary {
@@ -215,6 +215,13 @@ pub trait ReadBack: Send + Sync + std::fmt::Debug {
         &'a self,
         name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<VarSummary>, Error>>;
+
+    /// Per (name, route, method): records and numeric distribution per time bucket of `query`
+    /// (see [`SeriesBuilder`](crate::read::SeriesBuilder)), reading its range by `recorded_at`.
+    fn series<'a>(&'a self, query: &'a SeriesQuery) -> BoxFuture<'a, Result<Vec<Series>, Error>>;
+
+    /// The times (microseconds since the Unix epoch) of the oldest and newest records.
+    fn time_span(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, Error>>;
 
     /// How many rows have a `unique_id` greater than `after_id`.
     fn count_after(&self, after_id: i64) -> BoxFuture<'_, Result<u64, Error>>;

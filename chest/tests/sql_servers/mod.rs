@@ -14,6 +14,7 @@ use chest::{Chest, ChestError, Error, Record, Recorder, Value, Vars};
 use sqlx::AssertSqlSafe;
 
 pub mod reading;
+pub mod series;
 
 /// A password the error tests put in URLs: it must never come out.
 pub const SECRET: &str = "Hunter2-s3cr3t-pw";

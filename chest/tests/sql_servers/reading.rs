@@ -14,6 +14,7 @@ pub async fn scenarios<T: Target>(url: &str) {
         reads_back_exactly::<T>(url),
         filters_and_summaries::<T>(url),
         open_errors::<T>(url),
+        series_and_spans::<T>(url),
     );
 }
 
@@ -202,6 +203,7 @@ pub async fn filters_and_summaries<T: Target>(url: &str) {
         after_id: Some(all[0].unique_id),
         until_id: Some(all[7].unique_id),
         limit: Some(5),
+        newest_first: false,
     })
     .await;
     assert_eq!(ids(&together), [all[7].unique_id]);
@@ -284,4 +286,24 @@ pub async fn open_errors<T: Target>(url: &str) {
         "{text}"
     );
     assert!(!T::admin(url).await.table_exists(&table).await);
+}
+
+/// The scenario on a server: write the records, read them back as series.
+pub async fn series_and_spans<T: Target>(url: &str) {
+    let table = unique_table("series");
+    let chest = T::build(url, &table, 2).await.unwrap();
+    let records = super::series::timed_records();
+    chest.write(&records).await.unwrap();
+    let reader = Reader::open(&with_table(url, &table)).await.unwrap();
+    let empty = unique_table("series_empty");
+    let _made = T::build(url, &empty, 1).await.unwrap();
+    let none = Reader::open(&with_table(url, &empty)).await.unwrap();
+    assert_eq!(
+        none.time_span().await.unwrap(),
+        None,
+        "an empty table has no span"
+    );
+    super::series::assert_series(&reader, &records).await;
+    reader.close().await;
+    none.close().await;
 }

@@ -275,6 +275,11 @@ impl Dialect {
         )
     }
 
+    /// The name of the index on `recorded_at`: `<table>_recorded_at`.
+    pub fn recorded_at_index_name(self, table: &str) -> String {
+        self.derived_name(table, "_recorded_at", "_rat")
+    }
+
     /// The name of the index on `request_id`: `<table>_request_id` (see
     /// [`derived_name`](Self::derived_name)).
     pub fn index_name(self, table: &str) -> String {
@@ -358,10 +363,35 @@ impl Dialect {
         )
     }
 
+    /// The indexes of chest's table: on `request_id` ([`create_index`](Self::create_index)) and
+    /// on `recorded_at` (`<table>_recorded_at`), which the dashboard's time ranges read.
+    pub fn create_indexes(self, table: &str) -> [String; 2] {
+        let at = self.recorded_at_index_name(table);
+        [
+            self.create_index(table),
+            self.create_index_on(table, &at, "recorded_at"),
+        ]
+    }
+
+    /// The `n`th bound parameter as a time to compare with `recorded_at`, bound as UTC RFC 3339
+    /// text with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
+    pub fn time_parameter(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => self.parameter(n),
+            Dialect::MySql => "STR_TO_DATE(?, '%Y-%m-%dT%H:%i:%s.%fZ')".to_owned(),
+            Dialect::Postgres => format!("CAST(${n} AS TIMESTAMPTZ)"),
+        }
+    }
+
     /// The index on `request_id`. MySQL has no `IF NOT EXISTS` here: its chest treats "duplicate
     /// key name" as success.
     pub fn create_index(self, table: &str) -> String {
-        let index = self.quote(&self.index_name(table));
+        self.create_index_on(table, &self.index_name(table), "request_id")
+    }
+
+    /// `CREATE INDEX` named `index` on `table`'s `column`.
+    fn create_index_on(self, table: &str, index: &str, column: &str) -> String {
+        let index = self.quote(index);
         let if_not_exists = if self == Dialect::MySql {
             ""
         } else {
@@ -370,7 +400,7 @@ impl Dialect {
         format!(
             "CREATE INDEX{if_not_exists} {index} ON {} ({})",
             self.quote(table),
-            self.quote("request_id")
+            self.quote(column)
         )
     }
 
@@ -498,6 +528,48 @@ impl<'a> From<&'a crate::Record> for Row<'a> {
             route: r.route.as_deref(),
         }
     }
+}
+
+/// The `SELECT` of a series read: name, route, method, `recorded_at` as text (`at_text`, an
+/// expression of the dialect), `value_num`, and the value of a text row; the rows of `query`'s
+/// range (read by the `recorded_at` index) and name. Returns the statement and its bounds, to
+/// bind in order.
+pub(crate) fn series_select(
+    dialect: Dialect,
+    table: &str,
+    query: &crate::read::SeriesQuery,
+    at_text: &str,
+) -> (String, Vec<String>) {
+    let mut sql = format!(
+        "SELECT name, route, method, {at_text}, value_num, \
+         CASE WHEN value_num IS NULL THEN value END FROM {} WHERE 1=1",
+        dialect.quote(table)
+    );
+    let mut bounds = Vec::new();
+    let times = [(">=", query.from_micros), ("<", query.to_micros)];
+    for (op, micros) in times {
+        if let Some(micros) = micros {
+            bounds.push(crate::stored::format_utc_micros(micros));
+            let p = dialect.time_parameter(bounds.len());
+            sql.push_str(&format!(" AND recorded_at {op} {p}"));
+        }
+    }
+    if let Some(name) = &query.name {
+        bounds.push(name.clone());
+        sql.push_str(&format!(" AND name = {}", dialect.parameter(bounds.len())));
+    }
+    (sql, bounds)
+}
+
+/// The two `SELECT`s of a time span: the first and the last `recorded_at` (as `at_text`, an
+/// expression of the dialect), each one step down the `recorded_at` index.
+pub(crate) fn time_span_selects(dialect: Dialect, table: &str, at_text: &str) -> [String; 2] {
+    ["ASC", "DESC"].map(|order| {
+        format!(
+            "SELECT {at_text} FROM {} WHERE recorded_at IS NOT NULL ORDER BY recorded_at {order} LIMIT 1",
+            dialect.quote(table)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -391,11 +391,12 @@ where
                 .execute(&self.pool)
                 .await?;
         }
-        let index = B::DIALECT.create_index(&self.table);
-        match sqlx::query(AssertSqlSafe(index)).execute(&self.pool).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if B::index_exists(&*e) => {}
-            Err(e) => return Err(e.into()),
+        for index in B::DIALECT.create_indexes(&self.table) {
+            match sqlx::query(AssertSqlSafe(index)).execute(&self.pool).await {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if B::index_exists(&*e) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let mut limits = Limits {
             statement_bytes: MAX_STATEMENT_BYTES,

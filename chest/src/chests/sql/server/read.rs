@@ -6,10 +6,24 @@ use futures_util::TryStreamExt;
 use sqlx::{Arguments, AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::{Backend, SqlxChest};
+use crate::chests::sql;
+use crate::series::{Series, SeriesBuilder, SeriesQuery};
 use crate::stored::{
-    checkpoint_of, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary,
+    checkpoint_of, parse_utc_micros, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally,
+    VarSummary,
 };
 use crate::{BatchId, BoxError, BoxFuture, Error};
+
+/// A row as a series read selects it: name, route, method, `recorded_at` as text, `value_num`
+/// and a text row's value.
+type SeriesRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+);
 
 /// A row as a read selects it: `unique_id`, `request_id`, `name`, `value`, `value_type`, `method`,
 /// `route` and `recorded_at` as text.
@@ -31,6 +45,8 @@ where
     for<'r> (i64,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> ReadRow: FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (String, Option<f64>): FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> SeriesRow: FromRow<'r, <B::Db as Database>::Row>,
+    for<'r> (Option<String>,): FromRow<'r, <B::Db as Database>::Row>,
     for<'r> (i64, String): FromRow<'r, <B::Db as Database>::Row>,
     for<'q> &'q str: Encode<'q, B::Db> + Type<B::Db>,
     for<'q> i64: Encode<'q, B::Db> + Type<B::Db>,
@@ -74,7 +90,11 @@ where
                     B::DIALECT.parameter(args.len())
                 );
             }
-            sql.push_str(" ORDER BY unique_id");
+            sql.push_str(if filter.newest_first {
+                " ORDER BY unique_id DESC"
+            } else {
+                " ORDER BY unique_id"
+            });
             if let Some(limit) = filter.limit {
                 bound = bound.and(args.add(i64::try_from(limit).unwrap_or(i64::MAX)));
                 let _ = write!(sql, " LIMIT {}", B::DIALECT.parameter(args.len()));
@@ -133,6 +153,64 @@ where
                     Err(e) => return Err(self.backend_error(e).await),
                 }
             }
+        })
+    }
+
+    fn series<'a>(&'a self, query: &'a SeriesQuery) -> BoxFuture<'a, Result<Vec<Series>, Error>> {
+        Box::pin(async move {
+            let (sql, bounds) =
+                sql::series_select(B::DIALECT, &self.table, query, B::RECORDED_AT_TEXT);
+            let mut read = sqlx::query_as::<_, SeriesRow>(AssertSqlSafe(sql));
+            for bound in &bounds {
+                read = read.bind(bound.as_str());
+            }
+            let mut rows = read.fetch(&self.pool);
+            let mut builder = SeriesBuilder::new(query.clone());
+            loop {
+                match rows.try_next().await {
+                    Ok(Some((name, route, method, at, number, text))) => {
+                        let mut row = StoredRow {
+                            name,
+                            route,
+                            method,
+                            value: text,
+                            ..StoredRow::default()
+                        };
+                        B::unescape(&mut row);
+                        let micros = at.as_deref().and_then(parse_utc_micros).unwrap_or(0);
+                        builder.add(
+                            &row.name,
+                            row.route.as_deref(),
+                            row.method.as_deref().unwrap_or(""),
+                            micros,
+                            number,
+                            row.value.as_deref(),
+                        );
+                    }
+                    Ok(None) => return Ok(builder.finish()),
+                    Err(e) => return Err(self.backend_error(e).await),
+                }
+            }
+        })
+    }
+
+    fn time_span(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, Error>> {
+        Box::pin(async move {
+            let mut ends = Vec::new();
+            for sql in sql::time_span_selects(B::DIALECT, &self.table, B::RECORDED_AT_TEXT) {
+                let at = sqlx::query_as::<_, (Option<String>,)>(AssertSqlSafe(sql))
+                    .fetch_optional(&self.pool)
+                    .await;
+                match at {
+                    Ok(at) => ends.push(
+                        at.and_then(|(at,)| at)
+                            .as_deref()
+                            .and_then(parse_utc_micros),
+                    ),
+                    Err(e) => return Err(self.backend_error(e).await),
+                }
+            }
+            Ok(ends[0].zip(ends[1]))
         })
     }
 

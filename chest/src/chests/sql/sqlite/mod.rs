@@ -225,7 +225,9 @@ fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, 
     } else {
         sql::check_columns(table, &columns).map_err(OpenError::Schema)?;
     }
-    conn.execute_batch(&Dialect::Sqlite.create_index(table))?;
+    for create in Dialect::Sqlite.create_indexes(table) {
+        conn.execute_batch(&create)?;
+    }
     for create in Dialect::Sqlite.create_batches_table(table) {
         conn.execute_batch(&create)?;
     }

@@ -7,8 +7,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::chests::sql::{self, Dialect};
+use crate::series::{Series, SeriesBuilder, SeriesQuery};
 use crate::stored::{
-    checkpoint_of, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally, VarSummary,
+    checkpoint_of, parse_utc_micros, Checkpoint, Filter, ReadBack, StoredRecord, StoredRow, Tally,
+    VarSummary,
 };
 use crate::{BatchId, BoxFuture, Error};
 
@@ -84,7 +86,11 @@ impl SqliteReader {
             sql.push_str(" AND unique_id <= ?");
             params.push(until.into());
         }
-        sql.push_str(" ORDER BY unique_id");
+        sql.push_str(if filter.newest_first {
+            " ORDER BY unique_id DESC"
+        } else {
+            " ORDER BY unique_id"
+        });
         if let Some(limit) = filter.limit {
             sql.push_str(" LIMIT ?");
             params.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
@@ -123,6 +129,45 @@ impl SqliteReader {
             }
             Ok(tally.summaries())
         };
+        read().map_err(|e| Error::backend(&self.name, e))
+    }
+
+    /// Records and distributions per time bucket of `query`, per (name, route, method).
+    pub fn series(&self, query: &SeriesQuery) -> Result<Vec<Series>, Error> {
+        let (sql, bounds) = sql::series_select(Dialect::Sqlite, &self.table, query, "recorded_at");
+        let read = || -> rusqlite::Result<Vec<Series>> {
+            let mut stmt = self.conn.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(bounds))?;
+            let mut builder = SeriesBuilder::new(query.clone());
+            while let Some(row) = rows.next()? {
+                let at: Option<String> = row.get(3)?;
+                let micros = at.as_deref().and_then(parse_utc_micros).unwrap_or(0);
+                let name: String = row.get(0)?;
+                let (route, method): (Option<String>, Option<String>) = (row.get(1)?, row.get(2)?);
+                let text: Option<String> = row.get(5)?;
+                builder.add(
+                    &name,
+                    route.as_deref(),
+                    method.as_deref().unwrap_or(""),
+                    micros,
+                    row.get(4)?,
+                    text.as_deref(),
+                );
+            }
+            Ok(builder.finish())
+        };
+        read().map_err(|e| Error::backend(&self.name, e))
+    }
+
+    /// The times of the oldest and newest records (through the `recorded_at` index).
+    pub fn time_span(&self) -> Result<Option<(i64, i64)>, Error> {
+        let [first, last] = sql::time_span_selects(Dialect::Sqlite, &self.table, "recorded_at");
+        let at = |sql: &str| -> rusqlite::Result<Option<i64>> {
+            let text: Option<Option<String>> =
+                self.conn.query_row(sql, [], |row| row.get(0)).optional()?;
+            Ok(text.flatten().as_deref().and_then(parse_utc_micros))
+        };
+        let read = || Ok::<_, rusqlite::Error>(at(&first)?.zip(at(&last)?));
         read().map_err(|e| Error::backend(&self.name, e))
     }
 
@@ -234,6 +279,16 @@ impl ReadBack for Shared {
         name: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<VarSummary>, Error>> {
         let result = self.lock().summaries(name);
+        Box::pin(async move { result })
+    }
+
+    fn series<'a>(&'a self, query: &'a SeriesQuery) -> BoxFuture<'a, Result<Vec<Series>, Error>> {
+        let result = self.lock().series(query);
+        Box::pin(async move { result })
+    }
+
+    fn time_span(&self) -> BoxFuture<'_, Result<Option<(i64, i64)>, Error>> {
+        let result = self.lock().time_span();
         Box::pin(async move { result })
     }
 
