@@ -16,6 +16,8 @@
 //! `CHEST_BENCH_ROUNDS` the rounds (default 3); the median and the spread are printed.
 
 use std::path::{Path, PathBuf};
+mod workload;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,29 +25,8 @@ use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::memory::MemoryChest;
 use chest::chests::mysql::MySqlChest;
 use chest::chests::postgres::PostgresChest;
-use chest::{Chest, ErrorKind, MakeRequestId, Record, Uuid7};
-
-/// Three variables per request: an int, a float and a short text.
-fn requests(count: usize) -> Vec<Record> {
-    let route = Some("/items/{id}");
-    (0..count)
-        .flat_map(|n| {
-            let id = Uuid7.make_shared_request_id();
-            [
-                Record::new(id.clone(), "item", n as i64, "GET", route),
-                Record::new(id.clone(), "latency_ms", n as f64 / 7.0, "GET", route),
-                Record::new(id, "user", "alice@example.com", "GET", route),
-            ]
-        })
-        .collect()
-}
-
-fn env_number(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use chest::{Chest, ErrorKind, Record};
+use workload::{env_number, requests, write_through};
 
 /// A spool holding `records`, as an outage leaves it: the chest was down, so every batch went
 /// to the spool.
@@ -76,13 +57,7 @@ async fn live(chest: Arc<dyn Chest>, records: &[Record]) -> Duration {
         .overflow(OverflowPolicy::Block(Duration::from_secs(60)))
         .build()
         .expect("batched chest");
-    let started = Instant::now();
-    for request in records.chunks(3) {
-        batched.write(request).await.expect("enqueue");
-    }
-    let stats = batched.shutdown(Duration::from_secs(600)).await;
-    assert_eq!(stats.written, records.len() as u64, "{stats:?}");
-    started.elapsed()
+    write_through(batched, records).await
 }
 
 async fn replay(chest: Arc<dyn Chest>, spool: &Path, copy: &Path, records: usize) -> Duration {

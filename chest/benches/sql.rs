@@ -16,29 +16,16 @@
 //! rounds per case (default 3; the best and the median are printed). Each server is skipped,
 //! loudly, when its URL is not set.
 
+mod workload;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chest::batch::{Batched, OverflowPolicy};
 use chest::chests::mysql::MySqlChest;
 use chest::chests::postgres::PostgresChest;
-use chest::{BatchId, Chest, MakeRequestId, Record, Uuid7};
-
-/// Three variables per request, like a typical handler: an int, a float and a short text. The
-/// request ids are the layer's default (time-ordered UUIDs).
-fn requests(count: usize) -> Vec<Record> {
-    let route = Some("/items/{id}");
-    (0..count)
-        .flat_map(|n| {
-            let id = Uuid7.make_shared_request_id();
-            [
-                Record::new(id.clone(), "item", n as i64, "GET", route),
-                Record::new(id.clone(), "latency_ms", n as f64 / 7.0, "GET", route),
-                Record::new(id, "user", "alice@example.com", "GET", route),
-            ]
-        })
-        .collect()
-}
+use chest::{BatchId, Chest, Record};
+use workload::{env_number, requests, write_through};
 
 /// How each write is made: plain `write`, or `write_batch` under a fresh id (what `Batched`
 /// does: the id is claimed in the batches table in the write's transaction).
@@ -108,21 +95,7 @@ async fn batched_round(
         .overflow(OverflowPolicy::Block(Duration::from_secs(60)))
         .build()
         .expect("batched chest");
-    let started = Instant::now();
-    for request in records.chunks(3) {
-        batched.write(request).await.expect("enqueue");
-    }
-    let stats = batched.shutdown(Duration::from_secs(600)).await;
-    let elapsed = started.elapsed();
-    assert_eq!(stats.written, records.len() as u64, "{stats:?}");
-    elapsed
-}
-
-fn env_number(var: &str, default: usize) -> usize {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    write_through(batched, records).await
 }
 
 /// What the bench needs besides the chest: emptying its table between rounds (so every round

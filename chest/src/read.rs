@@ -231,7 +231,7 @@ impl std::fmt::Debug for Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Record, Value};
+    use crate::Value;
 
     #[test]
     fn percentiles_by_nearest_rank() {
@@ -245,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn reader_opens_sqlite_urls_and_refuses_other_schemes() {
         use crate::chests::sqlite::SqliteChest;
-        use crate::Chest;
+        use crate::{Chest, Record};
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("read.db");
