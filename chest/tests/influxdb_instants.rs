@@ -91,18 +91,9 @@ fn leak(name: String) -> &'static str {
     Box::leak(name.into_boxed_str())
 }
 
-/// A port on loopback where nothing listens.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn spool_then_replay(url: &str, db: &str, measurement: &'static str, spool: &Path) {
     // InfluxDB unreachable: every record ends in the spool at shutdown.
-    let down = InfluxDbChest::v1(format!("http://127.0.0.1:{}", closed_port()), db)
+    let down = InfluxDbChest::v1(format!("http://127.0.0.1:{}", common::free_port()), db)
         .build()
         .unwrap();
     let batched = Batched::builder(down)

@@ -4,6 +4,15 @@
 pub mod nats;
 pub mod proxy;
 
+/// A free TCP port on 127.0.0.1 (bound and released: nothing listens there until a test does).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The URL of a real server the test needs, from the environment variable `var` (set by
 /// `eval "$(scripts/services start)"`). Under `CI=true` a missing variable fails the test;
 /// elsewhere the test is skipped, loudly.

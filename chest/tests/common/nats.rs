@@ -1,10 +1,12 @@
 //! nats-server child processes of a test's own (single servers and 3-node JetStream clusters on
 //! free loopback ports), for tests that stop, kill and restart a server: never the shared ones.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// The nats-server binary: `CHEST_TEST_NATS_SERVER` (set by `scripts/services`), else
 /// `nats-server` on the PATH. `None` (skip, loudly) outside CI when neither is there.
@@ -22,15 +24,6 @@ pub fn nats_server_binary() -> Option<String> {
     on_path
         .then(|| "nats-server".to_owned())
         .or_else(|| super::service_url("CHEST_TEST_NATS_SERVER"))
-}
-
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One nats-server with JetStream, a child of the test, its store in a temporary folder that
