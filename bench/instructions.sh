@@ -5,7 +5,9 @@
 # they do not show what memory shared between cores costs (bench/overhead*.sh do).
 #
 # Each variant runs twice, with N and 2N requests; the difference divided by N removes the start
-# and shutdown. Prints a line per variant and, last, instruction_ratio=<bare ÷ batched>.
+# and shutdown. Prints a line per variant, instruction_ratio=<bare ÷ batched>, and, last, the
+# SQLite writer thread's instructions per row (chest/examples/sqlite_instructions.rs: 3N and 6N
+# rows written in batches of 1,000; the thread that makes the records is not counted).
 #
 #   bench/instructions.sh            # N=20000
 #   N=5000 bench/instructions.sh
@@ -20,6 +22,7 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 cargo build --release -q -p chest --example request_instructions --features axum,batch
+cargo build --release -q -p chest --example sqlite_instructions --features sqlite
 program="${CARGO_TARGET_DIR:-target}/release/examples/request_instructions"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -40,3 +43,17 @@ for variant in bare inline batched; do
 done
 echo "layer + 3 vars + Batched hand-off and worker: +$((per_request[batched] - per_request[bare])) instructions per request"
 awk -v b="${per_request[bare]}" -v c="${per_request[batched]}" 'BEGIN {printf "instruction_ratio=%.3f\n", b / c}'
+
+# writer_instructions ROWS: the instruction count of the SQLite writer thread (callgrind's second
+# thread: the program's main thread is the first, the runtime starts no other).
+writer_instructions() {
+  rm -rf "$work/db" "$work"/threads* && mkdir "$work/db"
+  valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$work/threads" \
+    "${CARGO_TARGET_DIR:-target}/release/examples/sqlite_instructions" "$work/db" "$1" \
+    2>"$work/log" || { cat "$work/log" >&2; exit 1; }
+  sed -n 's/^summary: //p' "$work/threads-02"
+}
+rows=$((3 * N))
+once=$(writer_instructions "$rows")
+twice=$(writer_instructions $((2 * rows)))
+echo "sqlite_writer_instructions_per_row=$(((twice - once) / rows))"

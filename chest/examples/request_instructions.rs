@@ -68,7 +68,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(batched.clone()))),
             other => return Err(format!("unknown variant `{other}`; {usage}").into()),
-        };
+        }
+        // What `axum::serve` does once: the handlers become routes (with their layers) here, not
+        // on every request.
+        .with_state(());
         for n in 0..requests {
             // A request that never waits never yields: let the `Batched` worker (on this same
             // thread) take what is queued, as it would between requests on a server.

@@ -45,6 +45,26 @@ impl Value {
         }
     }
 
+    /// The text SQL chests store in `value`: a text as itself, anything else in its
+    /// [`Display`](fmt::Display) form, written into `scratch` (cleared first) when it needs
+    /// formatting. Integers skip the formatting machinery: the SQLite writer does this per row.
+    pub(crate) fn text_in<'a>(&'a self, scratch: &'a mut String) -> &'a str {
+        scratch.clear();
+        match self {
+            Value::Text(t) => t,
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            Value::Int(i) => {
+                scratch.push_str(itoa::Buffer::new().format(*i));
+                scratch
+            }
+            other => {
+                let _ = fmt::Write::write_fmt(scratch, format_args!("{other}"));
+                scratch
+            }
+        }
+    }
+
     /// The value as a finite number, for aggregation: integers and finite floats as themselves,
     /// booleans as 1 or 0. Text, JSON, NaN and ±Inf give `None`.
     pub fn as_f64(&self) -> Option<f64> {
@@ -197,6 +217,26 @@ impl serde::Serialize for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_text_is_the_display_form() {
+        let mut scratch = String::from("left over");
+        for value in [
+            Value::Int(i64::MIN),
+            Value::Int(-7),
+            Value::Int(0),
+            Value::Int(i64::MAX),
+            Value::Float(0.1 + 0.2),
+            Value::Float(1e21),
+            Value::Float(f64::NAN),
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::from("plain"),
+            Value::Json(serde_json::json!({"a": [1, 2]})),
+        ] {
+            assert_eq!(value.text_in(&mut scratch), value.to_string(), "{value:?}");
+        }
+    }
 
     #[test]
     fn conversions_keep_types() {

@@ -31,10 +31,9 @@
 //!
 //! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
 
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -46,9 +45,10 @@ pub use read::SqliteReader;
 
 use super::{self as sql, Dialect};
 use crate::chests::scheme::{Opening, Scheme};
+use crate::record::push_utc_micros;
 use crate::stored::ReadBack;
 use crate::url::ChestUrl;
-use crate::{BatchId, BoxFuture, Chest, ChestError, Error, Record, Value, Written};
+use crate::{BatchId, BoxFuture, Chest, ChestError, Error, Record, Written};
 
 /// `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path): written by a
 /// [`SqliteChest`], read back by a [`SqliteReader`].
@@ -327,32 +327,37 @@ impl Writer {
         records: &[&Record],
     ) -> rusqlite::Result<()> {
         // The records of one request share one time: format it once.
-        let mut time: Option<(std::time::SystemTime, String)> = None;
+        let mut time: Option<SystemTime> = None;
+        let mut time_text = String::new();
         // SQLite copies bound text, so one buffer serves every non-text value.
-        let mut text = String::new();
+        let mut value_text = String::new();
+        // Every chunk but the last is full: one statement, taken from the cache once.
+        let mut full = None;
         for chunk in records.chunks(CHUNK_ROWS) {
-            let mut stmt = tx.prepare_cached(&inserts[chunk.len()])?;
+            let mut last = None;
+            let stmt = if chunk.len() == CHUNK_ROWS {
+                match &mut full {
+                    Some(stmt) => stmt,
+                    none => none.insert(tx.prepare_cached(&inserts[CHUNK_ROWS])?),
+                }
+            } else {
+                last.insert(tx.prepare_cached(&inserts[chunk.len()])?)
+            };
             let mut at = 1;
             for record in chunk {
-                let value: &str = match &record.value {
-                    Value::Text(t) => t,
-                    other => {
-                        text.clear();
-                        let _ = write!(text, "{other}");
-                        &text
-                    }
-                };
+                if time != Some(record.time) {
+                    time = Some(record.time);
+                    time_text.clear();
+                    push_utc_micros(&mut time_text, record.unix_micros());
+                }
                 stmt.raw_bind_parameter(at, &*record.request_id)?;
                 stmt.raw_bind_parameter(at + 1, &*record.name)?;
-                stmt.raw_bind_parameter(at + 2, value)?;
+                stmt.raw_bind_parameter(at + 2, record.value.text_in(&mut value_text))?;
                 stmt.raw_bind_parameter(at + 3, record.value.as_f64())?;
                 stmt.raw_bind_parameter(at + 4, record.value.type_name())?;
                 stmt.raw_bind_parameter(at + 5, &*record.method)?;
                 stmt.raw_bind_parameter(at + 6, record.route.as_deref())?;
-                if time.as_ref().is_none_or(|(t, _)| *t != record.time) {
-                    time = Some((record.time, record.recorded_at()));
-                }
-                stmt.raw_bind_parameter(at + 7, time.as_ref().map(|(_, text)| text.as_str()))?;
+                stmt.raw_bind_parameter(at + 7, time_text.as_str())?;
                 at += sql::INSERT_COLUMNS.len();
             }
             stmt.raw_execute()?;
