@@ -35,12 +35,13 @@ instructions() {
 }
 
 declare -A per_request
-for variant in bare inline batched; do
+for variant in bare identity inline batched two; do
   once=$(instructions "$variant" "$N")
   twice=$(instructions "$variant" $((2 * N)))
   per_request[$variant]=$(((twice - once) / N))
   printf '%-8s %6d instructions per request\n' "$variant" "${per_request[$variant]}"
 done
+echo "axum's route_layer alone (Identity): +$((per_request[identity] - per_request[bare])) instructions per request"
 echo "layer + 3 vars + Batched hand-off and worker: +$((per_request[batched] - per_request[bare])) instructions per request"
 awk -v b="${per_request[bare]}" -v c="${per_request[batched]}" 'BEGIN {printf "instruction_ratio=%.3f\n", b / c}'
 

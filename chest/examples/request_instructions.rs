@@ -8,10 +8,14 @@
 //!
 //! VARIANT is one of:
 //! - `bare`: the handler alone (it sets nothing: there is no request scope);
+//! - `identity`: the same behind a `route_layer` that does nothing (`tower`'s `Identity`): what
+//!   axum charges for any route layer (its boxing of the layered route), which no layer avoids;
 //! - `inline`: `ChestLayer`, a handler setting 3 variables, a chest that discards them, written
 //!   inside the request;
 //! - `batched`: the same through a `Batched` chest whose sink discards (the worker's work
-//!   included).
+//!   included);
+//! - `two`: the same with a second chest beside the `Batched` one, as `chest demo` has (its
+//!   Prometheus chest): here a discarding chest answering at once.
 //!
 //! Instruction counts do not move with the machine's other tenants, unlike timings; they do not
 //! see what memory shared between cores costs either (see BENCHMARKS.md).
@@ -50,7 +54,7 @@ async fn three_vars(vars: Vars) -> &'static str {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: request_instructions bare|inline|batched REQUESTS";
+    let usage = "usage: request_instructions bare|identity|inline|batched|two REQUESTS";
     let variant = args.next().ok_or(usage)?;
     let requests: u64 = args.next().ok_or(usage)?.parse()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,12 +65,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         let batched = Batched::builder(sink.clone()).build()?;
         let app = match variant.as_str() {
             "bare" => Router::new().route("/work", get(bare)),
+            "identity" => Router::new()
+                .route("/work", get(bare))
+                .route_layer(tower::layer::util::Identity::new()),
             "inline" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(sink.clone()))),
             "batched" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(batched.clone()))),
+            "two" => Router::new()
+                .route("/work", get(three_vars))
+                .route_layer(ChestLayer::new(
+                    Recorder::new().chest(sink.clone()).chest(batched.clone()),
+                )),
             other => return Err(format!("unknown variant `{other}`; {usage}").into()),
         }
         // What `axum::serve` does once: the handlers become routes (with their layers) here, not
@@ -85,7 +97,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         }
         batched.shutdown(Duration::from_secs(10)).await;
-        let expected = if variant == "bare" { 0 } else { 3 * requests };
+        let expected = if matches!(variant.as_str(), "bare" | "identity") {
+            0
+        } else {
+            3 * requests * if variant == "two" { 2 } else { 1 }
+        };
         let got = sink.0.load(std::sync::atomic::Ordering::Relaxed);
         if got != expected {
             return Err(format!("the sink got {got} records, expected {expected}").into());

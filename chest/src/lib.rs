@@ -89,6 +89,7 @@ mod recorder;
 pub mod request_id;
 pub mod retry;
 mod series;
+mod shared_strings;
 mod stored;
 mod track;
 mod url;

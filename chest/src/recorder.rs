@@ -2,6 +2,7 @@
 //! decorator's parameters, request ids, selection, record building and writing.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures_util::future::join_all;
 use http::HeaderName;
@@ -221,7 +222,7 @@ impl Recorder {
         let errors = match &*self.chests {
             // The common case, one chest: hand the records over, no copy, no joined futures.
             [chest] => chest.write_owned(records).await.err().into_iter().collect(),
-            _ => self.write(&records).await,
+            _ => self.write_owned(records).await,
         };
         for error in &errors {
             tracing::error!(
@@ -265,6 +266,34 @@ impl Recorder {
                 time,
             })
             .collect()
+    }
+
+    /// [`write`](Self::write) for records the recorder owns. Most chests answer at once (a
+    /// queue, an in-memory observation), so each is asked in turn, and when all before the last
+    /// have answered, the last is handed the records themselves instead of a copy.
+    async fn write_owned(&self, records: Vec<Record>) -> Vec<ChestError> {
+        let Some((last, rest)) = self.chests.split_last() else {
+            return Vec::new();
+        };
+        let mut errors = Vec::new();
+        let mut waiting = Vec::new();
+        for chest in rest {
+            let mut write = chest.write(&records);
+            // Polled once, with this task's waker: a pending write wakes it as usual.
+            let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+            match first {
+                Poll::Ready(result) => errors.extend(result.err()),
+                Poll::Pending => waiting.push(write),
+            }
+        }
+        if waiting.is_empty() {
+            drop(waiting);
+            errors.extend(last.write_owned(records).await.err());
+        } else {
+            waiting.push(last.write(&records));
+            errors.extend(join_all(waiting).await.into_iter().filter_map(Result::err));
+        }
+        errors
     }
 
     /// Writes `records` to every chest concurrently; returns the errors of those that failed.
@@ -323,5 +352,85 @@ impl std::fmt::Debug for Recorder {
             .field("trust_incoming_id", &self.trust_incoming_id)
             .field("request_facts", &self.request_facts)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chests::memory::MemoryChest;
+    use crate::BoxFuture;
+
+    /// A chest that answers only on its second poll, as one waiting on I/O does.
+    struct Later(MemoryChest);
+
+    impl Chest for Later {
+        fn name(&self) -> &str {
+            "later"
+        }
+
+        fn write<'a>(&'a self, records: &'a [Record]) -> BoxFuture<'a, Result<(), ChestError>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.write(records).await
+            })
+        }
+    }
+
+    async fn set_and_finish(recorder: &Recorder) -> Finished {
+        let vars = recorder.begin(None);
+        vars.set("a", 1).unwrap();
+        vars.set("b", "text").unwrap();
+        recorder.finish(&vars, "GET").await
+    }
+
+    #[tokio::test]
+    async fn every_chest_gets_every_record_whether_it_answers_at_once_or_later() {
+        let (first, later, last) = (
+            MemoryChest::named("first"),
+            MemoryChest::new(),
+            MemoryChest::named("last"),
+        );
+        for chests in [
+            // All before the last answer at once: the last is handed the records.
+            vec![first.clone(), last.clone()],
+            // One waits: every chest is written from the same records, joined.
+            vec![first.clone(), later.clone(), last.clone()],
+        ] {
+            let recorder = chests
+                .iter()
+                .enumerate()
+                .fold(Recorder::new(), |r, (i, c)| {
+                    if i == 1 && chests.len() == 3 {
+                        r.chest(Later(c.clone()))
+                    } else {
+                        r.chest(c.clone())
+                    }
+                });
+            assert_eq!(set_and_finish(&recorder).await, Finished::Written);
+        }
+        assert_eq!((first.len(), later.len(), last.len()), (4, 2, 4));
+        let names: Vec<_> = last.records().iter().map(|r| r.name.to_string()).collect();
+        assert_eq!(names, ["a", "b", "a", "b"]);
+        assert_eq!(last.records()[1].value, crate::Value::from("text"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_chest_fails_the_response_and_the_others_still_get_the_records() {
+        let (failing, later, last) = (
+            MemoryChest::named("failing"),
+            MemoryChest::new(),
+            MemoryChest::named("last"),
+        );
+        failing.fail_with(Some(crate::ErrorKind::Permanent));
+        for with_later in [false, true] {
+            let mut recorder = Recorder::new().chest(failing.clone());
+            if with_later {
+                recorder = recorder.chest(Later(later.clone()));
+            }
+            let recorder = recorder.chest(last.clone());
+            assert!(set_and_finish(&recorder).await.should_fail_response());
+        }
+        assert_eq!((failing.len(), later.len(), last.len()), (0, 2, 4));
     }
 }

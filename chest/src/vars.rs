@@ -25,6 +25,9 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+#[cfg(any(feature = "axum", feature = "actix"))]
+use crate::shared_strings::ROUTES;
+use crate::shared_strings::{self, NAMES};
 use crate::Value;
 
 /// A variable as the store keeps it: its name and value.
@@ -157,16 +160,19 @@ impl Vars {
 
     /// Records `value` under `name`. A bad name is refused and nothing is recorded.
     pub fn set(&self, name: &str, value: impl Into<Value>) -> Result<(), VarError> {
-        validate_name(name)?;
+        let name = shared_strings::shared(&NAMES, name, |name| {
+            validate_name(name)?;
+            Ok(Arc::from(name))
+        })?;
         let value = value.into();
         let mut state = self.state();
-        match state.entries.iter_mut().find(|(n, _)| &**n == name) {
+        match state.entries.iter_mut().find(|(n, _)| *n == name) {
             Some((_, slot)) => {
                 *slot = value;
                 #[cfg(feature = "tracing")]
-                state.forget_bridged(name);
+                state.forget_bridged(&name);
             }
-            None => state.entries.push((Arc::from(name), value)),
+            None => state.entries.push((name, value)),
         }
         Ok(())
     }
@@ -273,7 +279,10 @@ impl Vars {
     pub(crate) fn set_route_if_unknown(&self, route: &str) {
         let mut state = self.state();
         if state.route.is_none() {
-            state.route = Some(Arc::from(route));
+            let shared = shared_strings::shared(&ROUTES, route, |r| {
+                Ok::<_, std::convert::Infallible>(Arc::from(r))
+            });
+            state.route = Some(shared.unwrap_or_else(|never| match never {}));
         }
     }
 }
