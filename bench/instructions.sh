@@ -21,7 +21,7 @@ if ! command -v valgrind >/dev/null; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 fi
 
-cargo build --release -q -p chest --example request_instructions --features axum,batch
+cargo build --release -q -p chest --example request_instructions --features axum,batch,prometheus
 cargo build --release -q -p chest --example sqlite_instructions --features sqlite
 program="${CARGO_TARGET_DIR:-target}/release/examples/request_instructions"
 work=$(mktemp -d)
@@ -35,7 +35,7 @@ instructions() {
 }
 
 declare -A per_request
-for variant in bare identity inline batched two; do
+for variant in bare identity inline batched two prometheus; do
   once=$(instructions "$variant" "$N")
   twice=$(instructions "$variant" $((2 * N)))
   per_request[$variant]=$(((twice - once) / N))

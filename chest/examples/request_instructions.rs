@@ -3,7 +3,7 @@
 //! instruction of the request path and of the `Batched` worker is counted on one thread).
 //!
 //! ```text
-//! cargo run --release -p chest --features axum,batch --example request_instructions -- VARIANT REQUESTS
+//! cargo run --release -p chest --features axum,batch,prometheus --example request_instructions -- VARIANT REQUESTS
 //! ```
 //!
 //! VARIANT is one of:
@@ -14,8 +14,10 @@
 //!   inside the request;
 //! - `batched`: the same through a `Batched` chest whose sink discards (the worker's work
 //!   included);
-//! - `two`: the same with a second chest beside the `Batched` one, as `chest demo` has (its
-//!   Prometheus chest): here a discarding chest answering at once.
+//! - `two`: the same with a second chest beside the `Batched` one: a discarding chest answering
+//!   at once;
+//! - `prometheus`: the same with `chest demo`'s second chest, a `PrometheusChest` (a gauge, a
+//!   histogram; the text variable is skipped, as it would be there).
 //!
 //! Instruction counts do not move with the machine's other tenants, unlike timings; they do not
 //! see what memory shared between cores costs either (see BENCHMARKS.md).
@@ -27,6 +29,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use chest::batch::Batched;
+use chest::chests::prometheus::PrometheusChest;
 use chest::layer::ChestLayer;
 use chest::{Recorder, Vars};
 use http::Request;
@@ -54,7 +57,7 @@ async fn three_vars(vars: Vars) -> &'static str {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: request_instructions bare|identity|inline|batched|two REQUESTS";
+    let usage = "usage: request_instructions bare|identity|inline|batched|two|prometheus REQUESTS";
     let variant = args.next().ok_or(usage)?;
     let requests: u64 = args.next().ok_or(usage)?.parse()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -79,6 +82,17 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .route_layer(ChestLayer::new(
                     Recorder::new().chest(sink.clone()).chest(batched.clone()),
                 )),
+            "prometheus" => {
+                let prometheus = PrometheusChest::builder()
+                    .gauge("user_id")
+                    .histogram("latency_ms", [0.5, 1.0, 2.0, 5.0, 10.0])
+                    .build()?;
+                Router::new()
+                    .route("/work", get(three_vars))
+                    .route_layer(ChestLayer::new(
+                        Recorder::new().chest(prometheus).chest(batched.clone()),
+                    ))
+            }
             other => return Err(format!("unknown variant `{other}`; {usage}").into()),
         }
         // What `axum::serve` does once: the handlers become routes (with their layers) here, not

@@ -1,6 +1,6 @@
 //! The Prometheus chest: its builder, its metric families and the collector behind its exposition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use super::family::{label_set, Family, Kind};
+use super::family::{label_set, Family, FastMap, Kind};
 use super::names;
 use super::source::{self, MetricSource};
 use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
@@ -473,7 +473,7 @@ impl Variable {
 /// The variables seen so far and the families they feed.
 #[derive(Debug, Default)]
 struct Variables {
-    by_variable: HashMap<Arc<str>, Variable>,
+    by_variable: FastMap<Arc<str>, Variable>,
     /// By metric name: sorted, for a stable exposition.
     families: BTreeMap<String, Arc<Family>>,
 }
