@@ -4,6 +4,7 @@
 # Counts do not depend on what else the machine is doing, so two commits can be compared exactly;
 # they do not show what memory shared between cores costs (bench/overhead*.sh do).
 #
+# Variants: bare, inline, batched (Memory), process (Durability::Process, the journal).
 # Each variant runs twice, with N and 2N requests; the difference divided by N removes the start
 # and shutdown. Prints a line per variant and, last, instruction_ratio=<bare ÷ batched>.
 #
@@ -32,11 +33,13 @@ instructions() {
 }
 
 declare -A per_request
-for variant in bare inline batched; do
+for variant in bare inline batched process; do
   once=$(instructions "$variant" "$N")
   twice=$(instructions "$variant" $((2 * N)))
   per_request[$variant]=$(((twice - once) / N))
   printf '%-8s %6d instructions per request\n' "$variant" "${per_request[$variant]}"
 done
 echo "layer + 3 vars + Batched hand-off and worker: +$((per_request[batched] - per_request[bare])) instructions per request"
+echo "Durability::Process (the journal) over Memory: +$((per_request[process] - per_request[batched])) instructions per request"
 awk -v b="${per_request[bare]}" -v c="${per_request[batched]}" 'BEGIN {printf "instruction_ratio=%.3f\n", b / c}'
+awk -v b="${per_request[bare]}" -v c="${per_request[process]}" 'BEGIN {printf "instruction_ratio_process=%.3f\n", b / c}'

@@ -11,7 +11,9 @@
 //! - `inline`: `ChestLayer`, a handler setting 3 variables, a chest that discards them, written
 //!   inside the request;
 //! - `batched`: the same through a `Batched` chest whose sink discards (the worker's work
-//!   included).
+//!   included);
+//! - `process`: the same with `Durability::Process`: each write is also copied into the
+//!   memory-mapped journal (in a temporary folder), and released once the sink took it.
 //!
 //! Instruction counts do not move with the machine's other tenants, unlike timings; they do not
 //! see what memory shared between cores costs either (see BENCHMARKS.md).
@@ -22,7 +24,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use chest::batch::Batched;
+use chest::batch::{Batched, Durability};
 use chest::layer::ChestLayer;
 use chest::{Recorder, Vars};
 use http::Request;
@@ -50,7 +52,7 @@ async fn three_vars(vars: Vars) -> &'static str {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: request_instructions bare|inline|batched REQUESTS";
+    let usage = "usage: request_instructions bare|inline|batched|process REQUESTS";
     let variant = args.next().ok_or(usage)?;
     let requests: u64 = args.next().ok_or(usage)?.parse()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -58,13 +60,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build()?;
     runtime.block_on(async {
         let sink = Discard::default();
-        let batched = Batched::builder(sink.clone()).build()?;
+        let dir = tempfile::tempdir()?;
+        let mut builder = Batched::builder(sink.clone());
+        if variant == "process" {
+            builder = builder
+                .spool(dir.path().join("spool.db"))
+                .durability(Durability::Process);
+        }
+        let batched = builder.build()?;
         let app = match variant.as_str() {
             "bare" => Router::new().route("/work", get(bare)),
             "inline" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(sink.clone()))),
-            "batched" => Router::new()
+            "batched" | "process" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(batched.clone()))),
             other => return Err(format!("unknown variant `{other}`; {usage}").into()),
