@@ -108,6 +108,7 @@ async fn crash(dir: &Path, n: usize) -> Result<()> {
     let batched = builder(dir, "crash")?
         .durability(Durability::Process)
         .max_batch_records(n + 1)
+        .max_batch_bytes(usize::MAX / 2)
         .queue_capacity(n + 1)
         .queue_max_bytes(usize::MAX / 2)
         .linger(Duration::from_secs(3600))
@@ -134,12 +135,13 @@ async fn recover(dir: &Path) -> Result<()> {
         .build()?;
     let journal = started.elapsed().as_secs_f64();
     let restored = batched.stats().restored;
+    let torn = batched.stats().journal_torn;
     wait(&batched, |s| s.spool_records == 0).await;
     let seconds = started.elapsed().as_secs_f64();
     let stats = batched.shutdown(Duration::from_secs(10)).await;
     println!(
         "journal read into the spool in {journal:.2} s; recovered {restored} records into SQLite \
-         in {seconds:.2} s ({:.0} records/s), written {}, balanced {}",
+         in {seconds:.2} s ({:.0} records/s), written {}, balanced {}, torn frames {torn}",
         restored as f64 / seconds,
         stats.written,
         stats.is_balanced()

@@ -563,7 +563,7 @@ impl Worker {
         self.sync_if_due(false).await;
     }
 
-    /// `Process`: syncs the spool's log when due (or, with `force`, if anything waits).
+    /// `Process`: syncs the journal and the spool when due (or, with `force`, if anything waits).
     async fn sync_if_due(&mut self, force: bool) {
         let spool = self
             .spool
