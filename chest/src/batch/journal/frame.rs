@@ -7,7 +7,9 @@
 //!
 //! The payload is the records, one after the other: request id, name, method, route (a flag, then
 //! the text), the value (a type tag, then its bits or text), the time in µs since the epoch.
-//! Texts are a `u32` length and UTF-8 bytes.
+//! Texts are a `u32` length and UTF-8 bytes. The request id, method and route a record shares with
+//! the record before it (a request's records share them) are written as a marker instead, which
+//! saves most of the copies on the request path.
 
 use std::sync::Arc;
 
@@ -18,6 +20,13 @@ use crate::{BatchId, Record, Value};
 pub(crate) const HEADER: usize = 20;
 /// The released mark, in the count word.
 pub(crate) const RELEASED: u32 = 1 << 31;
+
+/// A text's length that says "the same as the record before".
+const SAME: u32 = u32::MAX;
+/// Route flags: none, a text, the same as the record before.
+const ROUTE_NONE: u8 = 0;
+const ROUTE_TEXT: u8 = 1;
+const ROUTE_SAME: u8 = 2;
 
 /// Frames start at multiples of this, so that their words are stored whole.
 const ALIGN: usize = 8;
@@ -37,6 +46,9 @@ pub(crate) enum DecodeError {
     /// A JSON value that does not parse.
     #[error("journal frame payload has a JSON value that does not parse")]
     Json,
+    /// A "same as before" marker on the first record.
+    #[error("journal frame payload refers to a record before its first")]
+    NoPrevious,
     /// Bytes left after the records the header counts.
     #[error("journal frame payload has bytes after its records")]
     Trailing,
@@ -159,16 +171,22 @@ pub(crate) fn decode_formed(payload: &[u8], count: u32) -> Option<(BatchId, Vec<
 /// Encodes `records` as a payload into `out` (cleared first).
 pub(crate) fn encode_records(records: &[Record], out: &mut Vec<u8>) {
     out.clear();
+    let mut previous: Option<&Record> = None;
     for record in records {
-        put_text(out, &record.request_id);
+        let same = |field: fn(&Record) -> &Arc<str>| {
+            previous.is_some_and(|p| Arc::ptr_eq(field(p), field(record)))
+        };
+        put_shared(out, &record.request_id, same(|r| &r.request_id));
         put_text(out, &record.name);
-        put_text(out, &record.method);
-        match &record.route {
-            Some(route) => {
-                out.push(1);
+        put_shared(out, &record.method, same(|r| &r.method));
+        let previous_route = previous.and_then(|p| p.route.as_ref());
+        match (&record.route, previous_route) {
+            (Some(route), Some(before)) if Arc::ptr_eq(route, before) => out.push(ROUTE_SAME),
+            (Some(route), _) => {
+                out.push(ROUTE_TEXT);
                 put_text(out, route);
             }
-            None => out.push(0),
+            (None, _) => out.push(ROUTE_NONE),
         }
         match &record.value {
             Value::Int(i) => {
@@ -190,6 +208,16 @@ pub(crate) fn encode_records(records: &[Record], out: &mut Vec<u8>) {
             }
         }
         out.extend_from_slice(&record.unix_micros().to_le_bytes());
+        previous = Some(record);
+    }
+}
+
+/// A text, or the marker for the record before's, if it is that one (`same`).
+fn put_shared(out: &mut Vec<u8>, text: &str, same: bool) {
+    if same {
+        out.extend_from_slice(&SAME.to_le_bytes());
+    } else {
+        put_text(out, text);
     }
 }
 
@@ -204,12 +232,18 @@ pub(crate) fn decode_records(payload: &[u8], count: u32) -> Result<Vec<Record>, 
     // A garbage count cannot make it reserve more than the payload could hold.
     let mut records = Vec::with_capacity((count as usize).min(payload.len() / 30));
     for _ in 0..count {
-        let request_id: Arc<str> = reader.text()?.into();
+        let previous = records.last();
+        let request_id = reader.shared(previous.map(|r: &Record| &r.request_id))?;
         let name: Arc<str> = reader.text()?.into();
-        let method: Arc<str> = reader.text()?.into();
+        let method = reader.shared(previous.map(|r| &r.method))?;
         let route = match reader.byte()? {
-            0 => None,
-            1 => Some(Arc::from(reader.text()?)),
+            ROUTE_NONE => None,
+            ROUTE_TEXT => Some(Arc::from(reader.text()?)),
+            ROUTE_SAME => Some(
+                previous
+                    .and_then(|r| r.route.clone())
+                    .ok_or(DecodeError::NoPrevious)?,
+            ),
             tag => return Err(DecodeError::Tag(tag)),
         };
         let value = match reader.byte()? {
@@ -262,8 +296,20 @@ impl<'a> Reader<'a> {
     }
 
     fn text(&mut self) -> Result<&'a str, DecodeError> {
-        let len = u32::from_le_bytes(self.array()?) as usize;
-        std::str::from_utf8(self.take(len)?).map_err(|_| DecodeError::Utf8)
+        let len = u32::from_le_bytes(self.array()?);
+        self.utf8(len)
+    }
+
+    fn utf8(&mut self, len: u32) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.take(len as usize)?).map_err(|_| DecodeError::Utf8)
+    }
+
+    /// A text [`put_shared`] wrote: `previous` is the record before's.
+    fn shared(&mut self, previous: Option<&Arc<str>>) -> Result<Arc<str>, DecodeError> {
+        match u32::from_le_bytes(self.array()?) {
+            SAME => previous.cloned().ok_or(DecodeError::NoPrevious),
+            len => Ok(Arc::from(self.utf8(len)?)),
+        }
     }
 }
 
@@ -274,9 +320,14 @@ mod tests {
     use super::*;
 
     fn records() -> Vec<Record> {
+        let first = Record::new("r1", "int", -3, "GET", Some("/items/{id}"));
+        // As a request's records do: the same request id, method and route.
+        let mut second = first.clone();
+        second.name = "float".into();
+        second.value = Value::Float(f64::NAN);
         vec![
-            Record::new("r1", "int", -3, "GET", Some("/items/{id}")),
-            Record::new("r1", "float", f64::NAN, "GET", Some("/items/{id}")),
+            first,
+            second,
             Record::new("r1", "bool", true, "GET", None),
             Record::new("r2", "text", "héllo", "POST", None),
             Record::new(
@@ -305,10 +356,24 @@ mod tests {
             assert_eq!(a.value.to_string(), b.value.to_string());
             assert_eq!(a.unix_micros(), b.unix_micros());
         }
+        assert!(Arc::ptr_eq(&back[0].request_id, &back[1].request_id));
+        assert!(Arc::ptr_eq(
+            back[0].route.as_ref().unwrap(),
+            back[1].route.as_ref().unwrap()
+        ));
+        let shared = payload.len();
+        let mut unshared = records.clone();
+        unshared[1].request_id = "r1".into();
+        encode_records(&unshared, &mut payload);
+        assert!(payload.len() > shared, "the shared id was written once");
         assert_eq!(
             decode_records(&payload, records.len() as u32 + 1),
             Err(DecodeError::Truncated)
         );
+        // A marker on the first record is refused.
+        let mut marked = SAME.to_le_bytes().to_vec();
+        marked.extend_from_slice(&payload[4..]);
+        assert_eq!(decode_records(&marked, 1), Err(DecodeError::NoPrevious));
         assert_eq!(
             decode_records(&payload, records.len() as u32 - 1),
             Err(DecodeError::Trailing)
