@@ -156,9 +156,10 @@
 //! way is counted in [`Stats::unprotected`]. Records the journal or the spool took before stay
 //! there and are delivered when it can be written again (or on the next start). What each costs
 //! on the request path, measured with `bench/durability.sh`, is in BENCHMARKS.md ("Durability
-//! levels"): `Process` costs 0.04 of the end-to-end ratio against `Memory` in the same run (two
-//! runs: 0.044 and 0.039; about 1,600 more instructions and 0.6–1 µs more server CPU per
-//! request), more than the 0.03 that would make it the default, so `Memory` stays the default.
+//! levels"): in five runs `Process` was 0.044 and 0.039 behind `Memory` in the end-to-end
+//! ratio, then 0.02–0.03 ahead (the machine's noise), with 0–1 µs more server CPU and about
+//! 1,400 more instructions per request. It did not stay within the 0.03 that would make it the
+//! default in every run, so `Memory` stays the default.
 //!
 //! What effectively-once costs: one more small insert per batch in the SQL chests (1 row per
 //! 1,000 records by default) and a delete of old ids once a minute; for the spool, one update of
