@@ -379,3 +379,42 @@ async fn a_journal_at_its_cap_keeps_serving_and_the_books_balance_across_a_crash
         "the restart recovered what the journal took: {after:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_gives_up_waiting_for_room_releases_its_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool.db");
+    let memory = chest::MemoryChest::new();
+    memory.fail_with(Some(chest::ErrorKind::Retryable));
+    // Memory for 20 records, never spilled: with the chest failing it fills and stays full.
+    let batched = Batched::builder(memory.clone())
+        .spool(&spool)
+        .durability(Durability::Process)
+        .queue_capacity(20)
+        .max_batch_records(10)
+        .spill_at(1.0)
+        .linger(Duration::from_millis(1))
+        .backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .retry_budget(Duration::from_secs(600))
+        .overflow(chest::batch::OverflowPolicy::Block(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let one = vec![chest::Record::new(format!("r{i}"), "n", 1, "GET", None)];
+        batched.write_owned(one).await.unwrap();
+    }
+    wait_until("memory full", Duration::from_secs(30), || {
+        batched.stats().in_memory() == 20
+    })
+    .await;
+    let one = vec![chest::Record::new("late", "n", 1, "GET", None)];
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), batched.write_owned(one)).await;
+    assert!(gave_up.is_err(), "the write should still wait for room");
+    memory.fail_with(None);
+    let stats = batched.shutdown(Duration::from_secs(30)).await;
+    assert_eq!((stats.written, stats.enqueued), (20, 20), "{stats:#?}");
+    assert!(
+        !dir_of(&spool).exists(),
+        "a frame was left unreleased: the journal outlived a clean shutdown"
+    );
+}

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::deadletter;
 use super::journal::{self, Journal};
 use super::policy::{Durability, OverflowPolicy};
-use super::queue::{Limits, Message, Offer, Queue};
+use super::queue::{Limits, Offer, Queue, Waiting};
 use super::spool::Spool;
 use super::stats::Stats;
 use super::wal_sync::SyncTimer;
@@ -484,15 +484,19 @@ impl Batched {
     }
 
     /// Waits for room in a full queue (`Block`), up to `timeout`.
-    async fn queue_when_room(&self, mut message: Message, timeout: Duration) -> Offer {
+    async fn queue_when_room<'a>(
+        &'a self,
+        mut waiting: Waiting<'a>,
+        timeout: Duration,
+    ) -> Offer<'a> {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
         loop {
             let room = self.queue.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.queue.offer(message, timed_out) {
-                Offer::Full(back, _) => message = back,
+            match self.queue.offer(waiting.take(), timed_out) {
+                Offer::Full(back, _) => waiting = back,
                 settled => return settled,
             }
             timed_out = tokio::time::timeout_at(deadline, room).await.is_err();
@@ -520,7 +524,7 @@ impl Chest for Batched {
             (Offer::Settled(result), _) => Box::pin(std::future::ready(result)),
             (offer, acked) => Box::pin(async move {
                 let offer = match offer {
-                    Offer::Full(message, timeout) => self.queue_when_room(message, timeout).await,
+                    Offer::Full(waiting, timeout) => self.queue_when_room(waiting, timeout).await,
                     offer => offer,
                 };
                 match offer {

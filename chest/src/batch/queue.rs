@@ -73,13 +73,35 @@ pub(crate) struct State {
 }
 
 /// What an offer to the queue came to.
-pub(crate) enum Offer {
+pub(crate) enum Offer<'a> {
     /// Queued.
     Queued,
     /// Settled without queueing: dropped (counted) or refused.
     Settled(Result<(), ChestError>),
     /// Full under `Block`: the message is handed back to wait for room, up to the timeout.
-    Full(Message, Duration),
+    Full(Waiting<'a>, Duration),
+}
+
+/// A message handed back to wait for room. Dropped without being offered again (the writer gave
+/// up: its future was dropped), it releases its journal frame.
+pub(crate) struct Waiting<'a> {
+    queue: &'a Queue,
+    message: Option<Message>,
+}
+
+impl Waiting<'_> {
+    /// The message, to offer again.
+    pub fn take(mut self) -> Message {
+        self.message.take().expect("held until taken")
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(message) = &self.message {
+            self.queue.release(message);
+        }
+    }
 }
 
 /// The queue, its lock and its wake-ups.
@@ -169,7 +191,7 @@ impl Queue {
 
     /// Queues the message if there is room, or applies the overflow policy. `final_try` (the
     /// `Block` timeout has passed) makes a full queue drop the message.
-    pub fn offer(&self, mut message: Message, final_try: bool) -> Offer {
+    pub fn offer(&self, mut message: Message, final_try: bool) -> Offer<'_> {
         let n = message.records.len() as u64;
         let mut state = self.lock();
         if state.closing.is_some() {
@@ -195,7 +217,12 @@ impl Queue {
                     }
                 }
                 OverflowPolicy::Block(timeout) if !final_try => {
-                    return Offer::Full(message, timeout)
+                    drop(state);
+                    let waiting = Waiting {
+                        queue: self,
+                        message: Some(message),
+                    };
+                    return Offer::Full(waiting, timeout);
                 }
                 _ => {}
             }
