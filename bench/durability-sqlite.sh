@@ -2,7 +2,7 @@
 # bench/durability-sqlite.sh: records/s into SQLite through a Batched chest with each durability
 # level (memory, process, disk alternating, ROUNDS rounds of RECORDS records, 16 writers, one
 # record per write), then the recovery time of RECOVER records a crash (abort) left in a
-# `Durability::Process` spool. See chest/examples/durability_sqlite.rs.
+# `Durability::Process` journal (read into the spool, then replayed into SQLite). See chest/examples/durability_sqlite.rs.
 #
 #   bench/durability-sqlite.sh
 #

@@ -33,6 +33,8 @@ for level in "${levels[@]}"; do
     --db "$bench_work/$level.db" --durability "$level" "$@"
   urls[$level]=$url pids[$level]=$bench_server
   mv "$bench_work/server.out" "$bench_work/$level.out"
+  # This script stops its servers itself (stop_all): each starts as bench_start's first.
+  bench_servers=()
 done
 bench_server=""
 

@@ -4,6 +4,8 @@
 # Counts do not depend on what else the machine is doing, so two commits can be compared exactly;
 # they do not show what memory shared between cores costs (bench/overhead*.sh do).
 #
+# Variants: bare, identity, inline, batched (Memory), two, prometheus, process (Durability::Process,
+# the journal); see chest/examples/request_instructions.rs.
 # Each variant runs twice, with N and 2N requests; the difference divided by N removes the start
 # and shutdown. Prints a line per variant, instruction_ratio=<bare ÷ batched>, and, last, the
 # SQLite writer thread's instructions per row (chest/examples/sqlite_instructions.rs: 3N and 6N
@@ -35,7 +37,7 @@ instructions() {
 }
 
 declare -A per_request
-for variant in bare identity inline batched two prometheus; do
+for variant in bare identity inline batched two prometheus process; do
   once=$(instructions "$variant" "$N")
   twice=$(instructions "$variant" $((2 * N)))
   per_request[$variant]=$(((twice - once) / N))
@@ -43,7 +45,9 @@ for variant in bare identity inline batched two prometheus; do
 done
 echo "axum's route_layer alone (Identity): +$((per_request[identity] - per_request[bare])) instructions per request"
 echo "layer + 3 vars + Batched hand-off and worker: +$((per_request[batched] - per_request[bare])) instructions per request"
+echo "Durability::Process (the journal) over Memory: +$((per_request[process] - per_request[batched])) instructions per request"
 awk -v b="${per_request[bare]}" -v c="${per_request[batched]}" 'BEGIN {printf "instruction_ratio=%.3f\n", b / c}'
+awk -v b="${per_request[bare]}" -v c="${per_request[process]}" 'BEGIN {printf "instruction_ratio_process=%.3f\n", b / c}'
 
 # writer_instructions ROWS: the instruction count of the SQLite writer thread (callgrind's second
 # thread: the program's main thread is the first, the runtime starts no other).

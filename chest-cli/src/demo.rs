@@ -40,7 +40,7 @@ pub struct DemoArgs {
     #[arg(long)]
     no_prometheus: bool,
     /// When a record counts as accepted by the batched chest: `memory` (default), `process`
-    /// (in the spool's log in the page cache: survives a crash) or `disk` (fsynced: survives
+    /// (in a memory-mapped journal in the page cache: survives a crash) or `disk` (fsynced: survives
     /// power loss). Not with --inline or --config (set `durability` there).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Memory, conflicts_with_all = ["inline", "config"])]
     durability: DurabilityArg,

@@ -10,9 +10,11 @@
 //! - `ingest`: ROUNDS rounds, each level in turn (memory, process, disk) on a fresh database:
 //!   16 tasks write RECORDS records, one per `write` (one request's worth), and the time runs
 //!   until the chest has them all. Prints one line per run and each level's median records/s.
-//! - `crash`: writes RECORDS records with `Durability::Process` while the spool holds them all
-//!   (a batch limit above RECORDS), then aborts the process (no shutdown, no flush).
-//! - `recover`: opens the same spool and database, and times the replay of what it found.
+//! - `crash`: writes RECORDS records (three a write) with `Durability::Process` while nothing
+//!   is delivered (a batch limit above RECORDS, an hour's linger): they are all in the journal.
+//!   Then it aborts the process (no shutdown, no flush).
+//! - `recover`: opens the same spool and database (recovering the journal into the spool), and
+//!   times that and the replay of what it found.
 
 use std::error::Error;
 use std::path::Path;
@@ -106,19 +108,22 @@ async fn crash(dir: &Path, n: usize) -> Result<()> {
     let batched = builder(dir, "crash")?
         .durability(Durability::Process)
         .max_batch_records(n + 1)
+        .max_batch_bytes(usize::MAX / 2)
         .queue_capacity(n + 1)
         .queue_max_bytes(usize::MAX / 2)
         .linger(Duration::from_secs(3600))
         .build()?;
     let records: Vec<Record> = (0..n).map(record).collect();
     let records = Arc::new(records);
-    for chunk in records.chunks(1_000) {
+    // Three records a write, as a request with three variables.
+    for chunk in records.chunks(3) {
         batched.write(chunk).await?;
     }
-    wait(&batched, |s| s.spool_records >= n as u64).await;
+    let stats = batched.stats();
     println!(
-        "{} records in the spool; aborting",
-        batched.stats().spool_records
+        "{} records written, {} of them in the journal only; aborting",
+        stats.enqueued,
+        stats.enqueued - stats.unprotected
     );
     std::process::abort();
 }
@@ -128,12 +133,15 @@ async fn recover(dir: &Path) -> Result<()> {
     let batched = builder(dir, "crash")?
         .durability(Durability::Process)
         .build()?;
+    let journal = started.elapsed().as_secs_f64();
     let restored = batched.stats().restored;
+    let torn = batched.stats().journal_torn;
     wait(&batched, |s| s.spool_records == 0).await;
     let seconds = started.elapsed().as_secs_f64();
     let stats = batched.shutdown(Duration::from_secs(10)).await;
     println!(
-        "recovered {restored} records in {seconds:.2} s ({:.0} records/s), written {}, balanced {}",
+        "journal read into the spool in {journal:.2} s; recovered {restored} records into SQLite \
+         in {seconds:.2} s ({:.0} records/s), written {}, balanced {}, torn frames {torn}",
         restored as f64 / seconds,
         stats.written,
         stats.is_balanced()

@@ -17,7 +17,9 @@
 //! - `two`: the same with a second chest beside the `Batched` one: a discarding chest answering
 //!   at once;
 //! - `prometheus`: the same with `chest demo`'s second chest, a `PrometheusChest` (a gauge, a
-//!   histogram; the text variable is skipped, as it would be there).
+//!   histogram; the text variable is skipped, as it would be there);
+//! - `process`: the same with `Durability::Process`: each write is also copied into the
+//!   memory-mapped journal (in a temporary folder), and released once the sink took it.
 //!
 //! Instruction counts do not move with the machine's other tenants, unlike timings; they do not
 //! see what memory shared between cores costs either (see BENCHMARKS.md).
@@ -28,7 +30,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
-use chest::batch::Batched;
+use chest::batch::{Batched, Durability};
 use chest::chests::prometheus::PrometheusChest;
 use chest::layer::ChestLayer;
 use chest::{Recorder, Vars};
@@ -57,7 +59,8 @@ async fn three_vars(vars: Vars) -> &'static str {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: request_instructions bare|identity|inline|batched|two|prometheus REQUESTS";
+    let usage =
+        "usage: request_instructions bare|identity|inline|batched|two|prometheus|process REQUESTS";
     let variant = args.next().ok_or(usage)?;
     let requests: u64 = args.next().ok_or(usage)?.parse()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -65,7 +68,14 @@ fn main() -> Result<(), Box<dyn Error>> {
         .build()?;
     runtime.block_on(async {
         let sink = Discard::default();
-        let batched = Batched::builder(sink.clone()).build()?;
+        let dir = tempfile::tempdir()?;
+        let mut builder = Batched::builder(sink.clone());
+        if variant == "process" {
+            builder = builder
+                .spool(dir.path().join("spool.db"))
+                .durability(Durability::Process);
+        }
+        let batched = builder.build()?;
         let app = match variant.as_str() {
             "bare" => Router::new().route("/work", get(bare)),
             "identity" => Router::new()
@@ -74,7 +84,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "inline" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(sink.clone()))),
-            "batched" => Router::new()
+            "batched" | "process" => Router::new()
                 .route("/work", get(three_vars))
                 .route_layer(ChestLayer::new(Recorder::new().chest(batched.clone()))),
             "two" => Router::new()

@@ -43,7 +43,7 @@
 //! queue_max_bytes = 67108864
 //! overflow = "drop_oldest"             # drop_newest, reject, or "block:2s"
 //! durability = "memory"                # or "process" (survives a crash), "disk" (and power loss)
-//! sync_every = "1s"                    # process: how often the spool's log is synced to the disk
+//! sync_every = "1s"                    # process: how often the journal and spool are synced
 //! backoff_initial = "100ms"
 //! backoff_max = "30s"
 //! retry_budget = "1m"

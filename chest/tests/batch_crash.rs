@@ -2,7 +2,8 @@
 //! answered 2xx for, and one killed after the chest stored a batch but before the spool heard of
 //! it stores that batch only once. The test binary re-executes itself as the server (child mode),
 //! loads it over HTTP, kills it, then restarts the batched chest on the same spool and checks the
-//! database.
+//! database. The stalled kill is also run with `Durability::Process`, whose journal must give
+//! the stored batch its id back.
 
 mod batch_util;
 mod common;
@@ -21,6 +22,8 @@ use crash::{
 };
 const TEST: &str = "disk_durability_survives_sigkill";
 const STALL_TEST: &str = "a_kill_between_commit_and_settlement_stores_nothing_twice";
+const JOURNAL_STALL_TEST: &str =
+    "a_kill_between_commit_and_release_stores_nothing_twice_with_the_journal";
 /// What the stalling child prints when its chest has stored a batch it will never settle.
 const STORED: &str = "STORED";
 
@@ -29,14 +32,20 @@ fn batched(dir: &Path) -> Batched {
         dir,
         SqliteChest::open(dir.join("chest.db")).unwrap(),
         Duration::from_secs(30),
+        Durability::Disk,
     )
 }
 
 /// With a long linger, at the kill most records are only in the spool.
-fn batched_into(dir: &Path, chest: impl chest::Chest, linger: Duration) -> Batched {
+fn batched_into(
+    dir: &Path,
+    chest: impl chest::Chest,
+    linger: Duration,
+    durability: Durability,
+) -> Batched {
     Batched::builder(chest)
         .spool(dir.join("spool.db"))
-        .durability(Durability::Disk)
+        .durability(durability)
         .linger(linger)
         .max_batch_records(2_000)
         .build()
@@ -118,16 +127,27 @@ fn disk_durability_survives_sigkill() {
 /// request's records are stored exactly once.
 #[test]
 fn a_kill_between_commit_and_settlement_stores_nothing_twice() {
+    stall_then_kill(STALL_TEST, Durability::Disk);
+}
+
+/// The same with `Process`: the batch's formation in the journal's control segment gives it
+/// the same id after the restart.
+#[test]
+fn a_kill_between_commit_and_release_stores_nothing_twice_with_the_journal() {
+    stall_then_kill(JOURNAL_STALL_TEST, Durability::Process);
+}
+
+fn stall_then_kill(test: &str, durability: Durability) {
     if let Some(dir) = std::env::var_os(CHILD) {
         let dir = Path::new(&dir);
         let chest = StallAfterCommit {
             inner: SqliteChest::open(dir.join("chest.db")).unwrap(),
             batches: Default::default(),
         };
-        return child(|| batched_into(dir, chest, Duration::from_millis(20)));
+        return child(|| batched_into(dir, chest, Duration::from_millis(20), durability));
     }
     let dir = tempfile::tempdir().unwrap();
-    let (server, port, mut lines) = start_child(STALL_TEST, dir.path());
+    let (server, port, mut lines) = start_child(test, dir.path());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let stored = lines.find(|line| line.contains(STORED));

@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::deadletter;
+use super::journal::{self, Journal};
 use super::policy::{Durability, OverflowPolicy};
-use super::queue::{Limits, Message, Offer, Queue};
+use super::queue::{Limits, Offer, Queue, Waiting};
 use super::spool::Spool;
 use super::stats::Stats;
 use super::wal_sync::SyncTimer;
@@ -37,6 +38,8 @@ pub struct BatchedBuilder {
     retry: RetryPolicy,
     spool: Option<PathBuf>,
     spool_max_bytes: u64,
+    journal_segment_bytes: usize,
+    journal_max_bytes: Option<u64>,
     dead_letter: Option<PathBuf>,
 }
 
@@ -57,6 +60,8 @@ impl std::fmt::Debug for BatchedBuilder {
             .field("retry", &self.retry)
             .field("spool", &self.spool)
             .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("journal_segment_bytes", &self.journal_segment_bytes)
+            .field("journal_max_bytes", &self.journal_max_bytes)
             .field("dead_letter", &self.dead_letter)
             .finish()
     }
@@ -120,8 +125,9 @@ impl BatchedBuilder {
         self
     }
 
-    /// With [`Durability::Process`]: how often the spool's log is synced to the disk (default
-    /// 1 s), the window of commits a power loss can take. It is also synced at shutdown.
+    /// With [`Durability::Process`]: how often the journal and the spool are synced to the disk
+    /// (default 1 s), the window of writes a power loss can take. They are also synced at
+    /// shutdown.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -194,6 +200,22 @@ impl BatchedBuilder {
         self
     }
 
+    /// With [`Durability::Process`]: the size of each journal segment file (default 8 MiB). A
+    /// shard moves to a new segment (one file creation) when its segment is full; a write larger
+    /// than a segment is accepted in memory only.
+    pub fn journal_segment_bytes(mut self, bytes: usize) -> Self {
+        self.journal_segment_bytes = bytes;
+        self
+    }
+
+    /// With [`Durability::Process`]: the bound on the journal's segment files, in bytes (default:
+    /// `spool_max_bytes`). Past it, writes are accepted in memory only (counted in
+    /// [`Stats::unprotected`]) and the overflow policy governs memory.
+    pub fn journal_max_bytes(mut self, bytes: u64) -> Self {
+        self.journal_max_bytes = Some(bytes);
+        self
+    }
+
     /// The dead-letter file (JSON lines). Without one (and without a spool), records refused for
     /// good are logged and counted in [`Dropped::permanent_error`](super::Dropped::permanent_error).
     pub fn dead_letter(mut self, path: impl Into<PathBuf>) -> Self {
@@ -214,6 +236,8 @@ impl BatchedBuilder {
             "Durability::Disk needs a spool file (BatchedBuilder::spool)"
         } else if self.durability == Durability::Process && self.spool.is_none() {
             "Durability::Process needs a spool file (BatchedBuilder::spool)"
+        } else if self.journal_segment_bytes < 4096 || self.journal_segment_bytes > 1 << 30 {
+            "journal_segment_bytes must be between 4 KiB and 1 GiB"
         } else if self.sync_every.is_zero() {
             "sync_every must be more than 0"
         } else if self.retry.initial_backoff.is_zero()
@@ -258,6 +282,8 @@ impl BatchedBuilder {
             }
             None => (None, (false, None)),
         };
+        let mut spool = spool;
+        let (journal, journal_torn, journal_error) = self.journal(&name, spool.as_mut());
         let first_seq = spool.as_ref().and_then(|s| s.next_seq().ok()).unwrap_or(0);
         let totals = spool.as_ref().map(Spool::totals).unwrap_or_default();
         let fraction = |bound: u64| ((bound as f64) * self.spill_at) as u64;
@@ -272,11 +298,14 @@ impl BatchedBuilder {
             overflow: self.overflow,
             durability: self.durability,
         };
-        let queue = Arc::new(Queue::new(name, limits, first_seq, totals));
-        if set_aside.0 {
-            queue.update(|s| s.ledger.spool_set_aside_at_open());
-        }
-        if let Some(error) = set_aside.1 {
+        let queue = Arc::new(Queue::new(name, limits, first_seq, totals, journal));
+        queue.update(|s| {
+            if set_aside.0 {
+                s.ledger.spool_set_aside_at_open();
+            }
+            s.ledger.journal_torn(journal_torn);
+        });
+        if let Some(error) = set_aside.1.into_iter().chain(journal_error).last() {
             queue.set_last_error(error);
         }
         let has_spool = spool.is_some();
@@ -309,6 +338,59 @@ impl BatchedBuilder {
             finished,
             _handle: Arc::new(Handle { queue }),
         })
+    }
+}
+
+impl BatchedBuilder {
+    /// Recovers what a crashed run left in the journal beside the spool (whatever the durability
+    /// now), then, with `Process`, opens the journal. Returns it, the frames recovery cut, and the
+    /// error that left the chest without a journal, if any (logged).
+    fn journal(
+        &self,
+        chest: &str,
+        spool: Option<&mut Spool>,
+    ) -> (Option<Arc<Journal>>, u64, Option<String>) {
+        let (Some(spool), Some(path)) = (spool, &self.spool) else {
+            return (None, 0, None);
+        };
+        let dir = journal::dir_of(path);
+        let mut torn = 0;
+        if dir.exists() {
+            let started = std::time::Instant::now();
+            match journal::recover(&dir, spool, self.batch_records as usize) {
+                Ok(recovered) => {
+                    torn = recovered.torn;
+                    tracing::info!(target: "chest", chest, records = recovered.records,
+                        batches = recovered.batches, elapsed = ?started.elapsed(),
+                        "journal left by an earlier run recovered into the spool");
+                    if torn > 0 {
+                        tracing::warn!(target: "chest", chest, frames = torn,
+                            "journal frames torn or corrupt: cut (their records are lost)");
+                    }
+                }
+                Err(error) => {
+                    // Kept for the next start; this run writes in memory only.
+                    tracing::error!(target: "chest", chest, %error,
+                        "cannot recover the journal; running without one");
+                    return (None, 0, Some(error.to_string()));
+                }
+            }
+        }
+        if self.durability != Durability::Process {
+            return (None, torn, None);
+        }
+        let sizes = journal::Sizes {
+            segment_bytes: self.journal_segment_bytes,
+            max_bytes: self.journal_max_bytes.unwrap_or(self.spool_max_bytes),
+        };
+        match Journal::open(chest, dir, sizes) {
+            Ok(journal) => (Some(Arc::new(journal)), torn, None),
+            Err(error) => {
+                tracing::error!(target: "chest", chest, %error,
+                    "cannot open the journal: writes are accepted in memory only");
+                (None, torn, Some(error.to_string()))
+            }
+        }
     }
 }
 
@@ -365,6 +447,8 @@ impl Batched {
             retry: RetryPolicy::default(),
             spool: None,
             spool_max_bytes: 1 << 30,
+            journal_segment_bytes: 8 << 20,
+            journal_max_bytes: None,
             dead_letter: None,
         }
     }
@@ -400,15 +484,19 @@ impl Batched {
     }
 
     /// Waits for room in a full queue (`Block`), up to `timeout`.
-    async fn queue_when_room(&self, mut message: Message, timeout: Duration) -> Offer {
+    async fn queue_when_room<'a>(
+        &'a self,
+        mut waiting: Waiting<'a>,
+        timeout: Duration,
+    ) -> Offer<'a> {
         let deadline = Instant::now() + timeout;
         let mut timed_out = false;
         loop {
             let room = self.queue.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.queue.offer(message, timed_out) {
-                Offer::Full(back, _) => message = back,
+            match self.queue.offer(waiting.take(), timed_out) {
+                Offer::Full(back, _) => waiting = back,
                 settled => return settled,
             }
             timed_out = tokio::time::timeout_at(deadline, room).await.is_err();
@@ -436,7 +524,7 @@ impl Chest for Batched {
             (Offer::Settled(result), _) => Box::pin(std::future::ready(result)),
             (offer, acked) => Box::pin(async move {
                 let offer = match offer {
-                    Offer::Full(message, timeout) => self.queue_when_room(message, timeout).await,
+                    Offer::Full(waiting, timeout) => self.queue_when_room(waiting, timeout).await,
                     offer => offer,
                 };
                 match offer {

@@ -197,6 +197,11 @@ impl Ledger {
         self.stats.unprotected += records;
     }
 
+    /// Journal frames recovery found torn or corrupt and cut.
+    pub fn journal_torn(&mut self, frames: u64) {
+        self.stats.journal_torn += frames;
+    }
+
     /// Write attempts were retried.
     pub fn retried(&mut self, attempts: u64) {
         self.stats.retried += attempts;

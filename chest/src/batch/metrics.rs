@@ -11,7 +11,7 @@ use crate::{Chest, Error};
 type Figure = (&'static str, &'static str, fn(&Stats) -> u64);
 
 /// Counters: they only grow.
-const COUNTERS: [Figure; 9] = [
+const COUNTERS: [Figure; 10] = [
     (
         "chest_pipeline_enqueued",
         "Records handed to the batched chest",
@@ -56,6 +56,11 @@ const COUNTERS: [Figure; 9] = [
         "chest_pipeline_spool_set_aside",
         "Spool files found corrupt and set aside",
         |s| s.spool_set_aside,
+    ),
+    (
+        "chest_pipeline_journal_torn",
+        "Journal frames found torn or corrupt at start and cut",
+        |s| s.journal_torn,
     ),
 ];
 
@@ -109,7 +114,7 @@ const DROPPED: [DropReason; 7] = [
 
 /// A [`Batched`] chest's [`Stats`] as Prometheus metrics, from [`Batched::pipeline_metrics`]:
 /// `chest_pipeline_{enqueued,restored,written,retried,spooled,replayed,dead_lettered,
-/// spool_set_aside}_total`, `chest_pipeline_dropped_total{reason}` and the gauges
+/// spool_set_aside,journal_torn}_total`, `chest_pipeline_dropped_total{reason}` and the gauges
 /// `chest_pipeline_{queue_depth,queue_bytes,in_flight,spool_records,spool_batches,spool_bytes}`,
 /// each labelled `chest="<the wrapped chest's name>"` and read at each scrape.
 ///

@@ -29,19 +29,21 @@ pub enum Durability {
     /// Accepted once in the spool (group commit, `synchronous=FULL`): a crash loses nothing that
     /// was accepted. Needs a [`spool`](super::BatchedBuilder::spool).
     Disk,
-    /// Accepted once in the spool's write-ahead log in the kernel's page cache (group commit
-    /// without `fsync`, `synchronous=NORMAL`): the process killed loses nothing that was
-    /// accepted; the machine losing power loses at most the commits of the last
-    /// [`sync_every`](super::BatchedBuilder::sync_every) (the worker syncs the log on that
-    /// timer and at shutdown). Needs a [`spool`](super::BatchedBuilder::spool). If the spool
-    /// cannot be written (disk full, read-only), writes are accepted in memory, as with
-    /// `Memory`, and counted in [`Stats::unprotected`](super::Stats::unprotected).
+    /// Accepted once copied into a memory-mapped journal segment, i.e. in the kernel's page cache,
+    /// which outlives the process: the process killed loses nothing that was accepted; the
+    /// machine losing power loses at most the writes of the last
+    /// [`sync_every`](super::BatchedBuilder::sync_every) (the worker syncs the journal and the
+    /// spool on that timer and at shutdown). The write makes no syscall and waits for nobody.
+    /// Needs a [`spool`](super::BatchedBuilder::spool): the journal is `<spool>.journal/`, and
+    /// what a crash left in it goes into the spool at the next start. If the journal cannot
+    /// take a write (disk full, read-only, at its cap), the write is accepted in memory, as
+    /// with `Memory`, and counted in [`Stats::unprotected`](super::Stats::unprotected).
     Process,
 }
 
 impl Durability {
-    /// Whether writers wait for their records to be in the spool (`Disk` and `Process`).
+    /// Whether writers wait for their records to be in the spool (`Disk`).
     pub(crate) fn spooled_first(self) -> bool {
-        matches!(self, Durability::Disk | Durability::Process)
+        self == Durability::Disk
     }
 }

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
+use super::journal::{Claim, Journal, Pos};
 use super::ledger::{Ledger, Refusal};
 use super::policy::{Durability, OverflowPolicy};
 use super::spool::Totals;
@@ -23,6 +24,8 @@ pub(crate) struct Message {
     pub seq: u64,
     /// With [`Durability::Disk`]: completed (or dropped) once the records are in the spool.
     pub ack: Option<oneshot::Sender<()>>,
+    /// With [`Durability::Process`]: its frame in the journal.
+    pub journal: Option<Pos>,
 }
 
 /// Records taken out of the queue together, in order.
@@ -35,6 +38,8 @@ pub(crate) struct Batch {
     pub records: Vec<Record>,
     pub bytes: u64,
     pub acks: Vec<oneshot::Sender<()>>,
+    /// Its messages' journal frames, released when the batch (and every part of it) is dropped.
+    pub claim: Option<Arc<Claim>>,
 }
 
 /// The queue's limits and what to do when it is full.
@@ -68,13 +73,35 @@ pub(crate) struct State {
 }
 
 /// What an offer to the queue came to.
-pub(crate) enum Offer {
+pub(crate) enum Offer<'a> {
     /// Queued.
     Queued,
     /// Settled without queueing: dropped (counted) or refused.
     Settled(Result<(), ChestError>),
     /// Full under `Block`: the message is handed back to wait for room, up to the timeout.
-    Full(Message, Duration),
+    Full(Waiting<'a>, Duration),
+}
+
+/// A message handed back to wait for room. Dropped without being offered again (the writer gave
+/// up: its future was dropped), it releases its journal frame.
+pub(crate) struct Waiting<'a> {
+    queue: &'a Queue,
+    message: Option<Message>,
+}
+
+impl Waiting<'_> {
+    /// The message, to offer again.
+    pub fn take(mut self) -> Message {
+        self.message.take().expect("held until taken")
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(message) = &self.message {
+            self.queue.release(message);
+        }
+    }
 }
 
 /// The queue, its lock and its wake-ups.
@@ -89,10 +116,18 @@ pub(crate) struct Queue {
     pub room: Notify,
     /// Whether writers wait for their records to be in the spool: `Disk` with a usable spool.
     durable: AtomicBool,
+    /// `Process` with a usable journal.
+    pub journal: Option<Arc<Journal>>,
 }
 
 impl Queue {
-    pub fn new(name: String, limits: Limits, first_seq: u64, spool: Totals) -> Self {
+    pub fn new(
+        name: String,
+        limits: Limits,
+        first_seq: u64,
+        spool: Totals,
+        journal: Option<Arc<Journal>>,
+    ) -> Self {
         let ledger = Ledger::new(name.clone(), spool);
         Queue {
             name,
@@ -108,6 +143,7 @@ impl Queue {
             wake: Notify::new(),
             room: Notify::new(),
             durable: AtomicBool::new(false),
+            journal,
         }
     }
 
@@ -121,7 +157,7 @@ impl Queue {
         self.lock().ledger.snapshot()
     }
 
-    /// Sets whether writers wait for the spool (`Disk` or `Process` with a usable spool).
+    /// Sets whether writers wait for the spool (`Disk` with a usable spool).
     /// Without a spool, they degrade to `Memory` rather than making writers wait for the chest.
     pub fn set_durable(&self, durable: bool) {
         let spooled_first = self.limits.durability.spooled_first();
@@ -142,23 +178,26 @@ impl Queue {
         } else {
             (None, None)
         };
+        let journal = self.journal.as_ref().and_then(|j| j.append(&records));
         let message = Message {
             records,
             bytes,
             seq: 0,
             ack,
+            journal,
         };
         (message, acked)
     }
 
     /// Queues the message if there is room, or applies the overflow policy. `final_try` (the
     /// `Block` timeout has passed) makes a full queue drop the message.
-    pub fn offer(&self, mut message: Message, final_try: bool) -> Offer {
+    pub fn offer(&self, mut message: Message, final_try: bool) -> Offer<'_> {
         let n = message.records.len() as u64;
         let mut state = self.lock();
         if state.closing.is_some() {
             state.ledger.refused_on_arrival(n, Refusal::Shutdown);
             drop(state);
+            self.release(&message);
             tracing::warn!(target: "chest", chest = %self.name, records = n,
                 "record written to a batched chest after its shutdown; dropped");
             return Offer::Settled(Ok(()));
@@ -174,10 +213,16 @@ impl Queue {
                         state
                             .ledger
                             .evicted_from_queue(old.records.len() as u64, old.bytes);
+                        self.release(&old);
                     }
                 }
                 OverflowPolicy::Block(timeout) if !final_try => {
-                    return Offer::Full(message, timeout)
+                    drop(state);
+                    let waiting = Waiting {
+                        queue: self,
+                        message: Some(message),
+                    };
+                    return Offer::Full(waiting, timeout);
                 }
                 _ => {}
             }
@@ -197,6 +242,8 @@ impl Queue {
                 }
             };
             state.ledger.refused_on_arrival(n, why);
+            drop(state);
+            self.release(&message);
             return Offer::Settled(result);
         }
         let was_empty = state.messages.is_empty();
@@ -204,8 +251,13 @@ impl Queue {
         message.seq = state.next_seq;
         state.next_seq += 1;
         state.ledger.enqueued(n, message.bytes);
-        if self.limits.durability.spooled_first() && message.ack.is_none() {
-            // `Disk` or `Process` without a usable spool: accepted in memory only.
+        let unprotected = match self.limits.durability {
+            Durability::Disk => message.ack.is_none(),
+            Durability::Process => message.journal.is_none(),
+            Durability::Memory => false,
+        };
+        if unprotected {
+            // Neither the spool (`Disk`) nor the journal (`Process`) took it: in memory only.
             state.ledger.unprotected(n);
         }
         state.messages.push_back(message);
@@ -225,12 +277,14 @@ impl Queue {
     pub fn take_batch(&self) -> Option<Batch> {
         let mut state = self.lock();
         let first = state.messages.pop_front()?;
+        let mut frames: Vec<Pos> = first.journal.into_iter().collect();
         let mut batch = Batch {
             seq: first.seq,
             id: None,
             records: first.records,
             bytes: first.bytes,
             acks: first.ack.into_iter().collect(),
+            claim: None,
         };
         // Room for every queued record that can join (the first message's are counted in the
         // depth), so the batch is copied once, not at each doubling.
@@ -253,6 +307,7 @@ impl Queue {
             batch.bytes += next.bytes;
             batch.records.extend(next.records);
             batch.acks.extend(next.ack);
+            frames.extend(next.journal);
         }
         state
             .ledger
@@ -260,6 +315,8 @@ impl Queue {
         // What is left has waited at most as long as what was taken; restarting its linger here
         // keeps the clock to one read per batch instead of one per message.
         state.first_seen = (!state.messages.is_empty()).then(Instant::now);
+        drop(state);
+        batch.claim = self.journal.as_ref().and_then(|j| Claim::new(j, frames));
         Some(batch)
     }
 
@@ -302,6 +359,13 @@ impl Queue {
     pub fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
         self.room.notify_waiters();
+    }
+
+    /// Releases the journal frame of a message that leaves without being queued or batched.
+    fn release(&self, message: &Message) {
+        if let (Some(journal), Some(pos)) = (&self.journal, message.journal) {
+            journal.release_one(pos);
+        }
     }
 
     /// Records an error as the last one.

@@ -85,6 +85,11 @@ pub struct Stats {
     pub unprotected: u64,
     /// Spool files found unreadable or corrupt and renamed aside.
     pub spool_set_aside: u64,
+    /// Journal frames ([`Durability::Process`](super::Durability::Process)) found torn or
+    /// corrupt at start, and cut: their records were lost in the crash (they are in no other
+    /// count; a frame whose write was cut before its header was never acknowledged and is not
+    /// counted).
+    pub journal_torn: u64,
     /// The latest failure (of the wrapped chest, the spool or the dead-letter file).
     pub last_error: Option<LastError>,
 }

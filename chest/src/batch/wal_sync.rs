@@ -1,11 +1,13 @@
-//! [`Durability::Process`](super::Durability::Process): the spool's write-ahead log is committed
-//! without `fsync` (it is in the kernel's page cache, which outlives the process), and synced on
-//! a timer (`sync_every`) and at shutdown, which bounds what a power loss can take.
+//! [`Durability::Process`](super::Durability::Process): the journal's segments and the spool are
+//! written without `fsync` (they are in the kernel's page cache, which outlives the process), and
+//! synced on a timer (`sync_every`) and at shutdown, which bounds what a power loss can take.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::journal::Journal;
 
 /// When the spool's log was last synced, and whether commits have been made since.
 #[derive(Debug)]
@@ -48,11 +50,13 @@ impl SyncTimer {
         due
     }
 
-    /// Syncs the `spool`'s files (if there is one) if a commit has waited `every` (or, with
-    /// `force`, if any waits), off the worker's thread. A failed sync is logged and returned.
+    /// Syncs the `spool`'s files (if there is one) and the `journal`'s segments if a commit has
+    /// waited `every` (or, with `force`, if any waits), off the worker's thread. A failed sync is
+    /// logged and returned.
     pub async fn sync_if_due(
         &mut self,
         spool: Option<&Path>,
+        journal: Option<&Journal>,
         chest: &str,
         force: bool,
     ) -> Result<(), String> {
@@ -63,13 +67,17 @@ impl SyncTimer {
             return Ok(());
         }
         let path = spool.to_owned();
-        let synced = tokio::task::spawn_blocking(move || sync_spool(&path))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let segments = journal.map(Journal::handles).unwrap_or_default();
+        let synced = tokio::task::spawn_blocking(move || {
+            sync_spool(&path)?;
+            segments.iter().try_for_each(std::fs::File::sync_data)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         if let Err(error) = &synced {
             tracing::error!(target: "chest", chest, spool = %spool.display(), %error,
-                "cannot sync the spool to the disk: a power loss may take its last commits");
+                "cannot sync the spool or the journal to the disk: a power loss may take their last writes");
         }
         synced
     }

@@ -167,6 +167,14 @@ impl Worker {
             } else if self.spool.spool.is_some() && self.queue.memory_above_spill_mark() {
                 self.spill().await;
             }
+            if let Some(journal) = &self.queue.journal {
+                if let Some(error) = journal.take_error() {
+                    self.queue.set_last_error(error);
+                }
+                // Writers do not tell the worker they wrote: the journal is synced on the timer.
+                self.spool.sync.committed();
+                self.sync_if_due(false).await;
+            }
             self.start_deliveries(closing.is_some()).await;
             let wake_at = self
                 .next_wake(closing.is_some())
@@ -264,7 +272,7 @@ impl Worker {
         let chest = self.chest.clone();
         let retry = self.retry;
         let mut stop = self.stop.subscribe();
-        let id = *batch.id.get_or_insert_with(BatchId::new);
+        let id = batch.form();
         self.deliveries.push(Box::pin(async move {
             let delivery = deliver(&*chest, id, &batch.records, &retry, &mut stop).await;
             Settled {
@@ -316,6 +324,7 @@ impl Worker {
             records: loaded.records,
             bytes,
             acks: Vec::new(),
+            claim: None,
         };
         self.launch(origin, batch);
         true
@@ -475,9 +484,14 @@ impl Worker {
     /// Appends batches taken out of memory to the spool, within its bound and the overflow
     /// policy. Returns the batches that did not fit (or all of them if the spool failed); the
     /// appended ones leave the in-flight gauges.
-    async fn spool_batches(&mut self, batches: Vec<Batch>) -> Vec<Batch> {
+    async fn spool_batches(&mut self, mut batches: Vec<Batch>) -> Vec<Batch> {
         if batches.is_empty() {
             return batches;
+        }
+        for batch in batches.iter_mut().filter(|b| b.claim.is_some()) {
+            // Spooled under an id, and formed first: a crash before the release finds the same
+            // id in the spool and in the journal.
+            batch.form();
         }
         let max = self.spool.max_bytes;
         let evict = self.queue.limits.overflow == OverflowPolicy::DropOldest;
@@ -549,17 +563,18 @@ impl Worker {
         self.sync_if_due(false).await;
     }
 
-    /// `Process`: syncs the spool's log when due (or, with `force`, if anything waits).
+    /// `Process`: syncs the journal and the spool when due (or, with `force`, if anything waits).
     async fn sync_if_due(&mut self, force: bool) {
         let spool = self
             .spool
             .spool
             .is_some()
             .then_some(self.spool.path.as_path());
+        let journal = self.queue.journal.as_deref();
         let _ = self
             .spool
             .sync
-            .sync_if_due(spool, &self.queue.name, force)
+            .sync_if_due(spool, journal, &self.queue.name, force)
             .await;
     }
 
@@ -792,8 +807,12 @@ impl Worker {
         let (records, bytes) = unspooled.iter().fold((0, 0), |(r, b), batch| {
             (r + batch.records.len() as u64, b + batch.bytes)
         });
+        drop(unspooled); // what is lost is released from the journal too, counted below
         self.spool.sync.committed();
         self.sync_if_due(true).await;
+        if let Some(journal) = &self.queue.journal {
+            journal.close();
+        }
         self.queue.update(|s| {
             s.ledger.abandoned(records, bytes);
             s.closed = true;
@@ -818,6 +837,7 @@ impl Batch {
                     bytes: records.iter().map(|r| r.approx_size() as u64).sum(),
                     records,
                     acks: Vec::new(),
+                    claim: self.claim.clone(),
                 }
             })
             .collect()
@@ -831,6 +851,17 @@ impl Batch {
             records: self.records.clone(),
             bytes: self.bytes,
             acks: Vec::new(),
+            claim: self.claim.clone(),
         }
+    }
+
+    /// Gives the batch its id, if it has none yet, and writes its formation to the journal (if
+    /// its records are there) before it leaves memory: its first attempt, or the spool.
+    fn form(&mut self) -> BatchId {
+        let id = *self.id.get_or_insert_with(BatchId::new);
+        if let Some(claim) = &self.claim {
+            claim.form(id);
+        }
+        id
     }
 }
