@@ -95,12 +95,43 @@ fn block_on(
 
 /// `--db` as a URL (`scheme://…`) with `--table` added as its `table=` parameter (a `table=`
 /// already in the URL comes first, and wins); `None` for a plain path, which is a SQLite file.
-/// A NATS URL (`nats://…`, `tls://…`) names a stream, not a table: it is taken as it is.
+/// A NATS URL (`nats://…`, `tls://…`) names a stream, not a table, and `memory://` has none: they
+/// are taken as they are.
 fn db_url(db: &Path, table: &str) -> Option<String> {
     let url = db.to_str().filter(|db| db.contains("://"))?;
-    if url.starts_with("nats://") || url.starts_with("tls://") {
+    if ["nats://", "tls://", "memory://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
         return Some(url.to_owned());
     }
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}table={table}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_url_adds_the_table_where_a_url_has_tables() {
+        let url = |db: &str| db_url(Path::new(db), "t");
+        assert_eq!(url("chest.db"), None);
+        assert_eq!(
+            url("sqlite://x.db").as_deref(),
+            Some("sqlite://x.db?table=t")
+        );
+        assert_eq!(
+            url("postgres://h/db?sslmode=disable").as_deref(),
+            Some("postgres://h/db?sslmode=disable&table=t")
+        );
+        for as_is in [
+            "nats://127.0.0.1:4222/S",
+            "tls://h/S",
+            "memory://",
+            "memory://?name=m",
+        ] {
+            assert_eq!(url(as_is).as_deref(), Some(as_is));
+        }
+    }
 }
