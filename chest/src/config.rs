@@ -35,7 +35,7 @@
 //! delivery = "batched"                 # default "batched" (feature `batch`); or "inline"
 //!
 //! [chest.batch]                        # Batched settings, all optional
-//! max_batch_records = 1000
+//! max_batch_records = 5000
 //! max_batch_bytes = 1048576
 //! linger = "1s"                        # durations: "250ms", "5s", "2m"
 //! max_in_flight = 1

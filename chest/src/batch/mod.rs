@@ -162,7 +162,7 @@
 //! default in every run, so `Memory` stays the default.
 //!
 //! What effectively-once costs: one more small insert per batch in the SQL chests (1 row per
-//! 1,000 records by default) and a delete of old ids once a minute; for the spool, one update of
+//! 5,000 records by default) and a delete of old ids once a minute; for the spool, one update of
 //! the rows of a replay before its first attempt. Figures in BENCHMARKS.md.
 //!
 //! A backlog in the spool replays at about the rate of live delivery into the same chest: the
@@ -197,7 +197,7 @@ mod stats;
 mod wal_sync;
 mod worker;
 
-pub use batched::{Batched, BatchedBuilder};
+pub use batched::{Batched, BatchedBuilder, DEFAULT_BATCH_RECORDS};
 #[cfg(feature = "prometheus")]
 pub use metrics::PipelineMetrics;
 pub use policy::{Durability, OverflowPolicy};
