@@ -30,7 +30,7 @@
 //!
 //! ## Errors
 //! - Publish-ack timeout, connection lost, no responders while the stream exists: retryable.
-//! - The stream missing: when opening, an [`Error::Backend`](crate::Error::Backend) that says how to
+//! - The stream missing: when opening, an [`Error::Backend`] that says how to
 //!   create it (or to add `create=true`); when it disappears later, a permanent write error saying
 //!   the same.
 //! - A message over the server's `max_payload`: permanent (make batches smaller).
