@@ -391,22 +391,14 @@ mod tests {
             MemoryChest::new(),
             MemoryChest::named("last"),
         );
-        for chests in [
-            // All before the last answer at once: the last is handed the records.
-            vec![first.clone(), last.clone()],
-            // One waits: every chest is written from the same records, joined.
-            vec![first.clone(), later.clone(), last.clone()],
-        ] {
-            let recorder = chests
-                .iter()
-                .enumerate()
-                .fold(Recorder::new(), |r, (i, c)| {
-                    if i == 1 && chests.len() == 3 {
-                        r.chest(Later(c.clone()))
-                    } else {
-                        r.chest(c.clone())
-                    }
-                });
+        // All before the last answer at once: the last is handed the records.
+        let at_once = Recorder::new().chest(first.clone()).chest(last.clone());
+        // One waits: every chest is written from the same records, joined.
+        let one_waits = Recorder::new()
+            .chest(first.clone())
+            .chest(Later(later.clone()))
+            .chest(last.clone());
+        for recorder in [at_once, one_waits] {
             assert_eq!(set_and_finish(&recorder).await, Finished::Written);
         }
         assert_eq!((first.len(), later.len(), last.len()), (4, 2, 4));

@@ -32,14 +32,15 @@ thread_local! {
     pub(crate) static ROUTES: RefCell<Table> = const { RefCell::new(Table::new()) };
 }
 
-/// The shared copy of `text` from `table`, or a new one made by `make` (which may refuse it: a
-/// refused string is not kept).
+/// The shared copy of `text` from `table`, or a new one if `check` accepts `text` (a refused
+/// string is not kept; a kept one is not checked again).
 pub(crate) fn shared<E>(
     table: &'static LocalKey<RefCell<Table>>,
     text: &str,
-    make: impl FnOnce(&str) -> Result<Arc<str>, E>,
+    check: impl FnOnce(&str) -> Result<(), E>,
 ) -> Result<Arc<str>, E> {
     let slot = ((text.as_ptr() as usize >> 3) ^ text.len()) % SLOTS;
+    let make = |text: &str| check(text).map(|()| Arc::<str>::from(text));
     // `try_with` fails only while the thread is being torn down: then no table, no sharing.
     let Ok(hit) = table.try_with(|t| {
         t.borrow().0[slot]
@@ -57,12 +58,19 @@ pub(crate) fn shared<E>(
     Ok(made)
 }
 
+/// The shared copy of a route (routes are not checked).
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub(crate) fn route(route: &str) -> Arc<str> {
+    let unchecked = shared(&ROUTES, route, |_| Ok::<(), std::convert::Infallible>(()));
+    unchecked.unwrap_or_else(|never| match never {})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plain(text: &str) -> Result<Arc<str>, ()> {
-        Ok(Arc::from(text))
+    fn plain(_: &str) -> Result<(), ()> {
+        Ok(())
     }
 
     #[test]
@@ -87,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_refused_text_is_not_kept() {
-        let refused = shared(&NAMES, "bad name", |_| Err::<Arc<str>, _>("refused"));
+        let refused = shared(&NAMES, "bad name", |_| Err("refused"));
         assert_eq!(refused, Err("refused"));
         let made = shared(&NAMES, "bad name", plain).unwrap();
         assert_eq!(&*made, "bad name");

@@ -48,6 +48,7 @@ impl Value {
     /// The text SQL chests store in `value`: a text as itself, anything else in its
     /// [`Display`](fmt::Display) form, written into `scratch` (cleared first) when it needs
     /// formatting. Integers skip the formatting machinery: the SQLite writer does this per row.
+    #[cfg(any(feature = "sqlite", test))]
     pub(crate) fn text_in<'a>(&'a self, scratch: &'a mut String) -> &'a str {
         scratch.clear();
         match self {

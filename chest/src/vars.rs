@@ -25,8 +25,6 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-#[cfg(any(feature = "axum", feature = "actix"))]
-use crate::shared_strings::ROUTES;
 use crate::shared_strings::{self, NAMES};
 use crate::Value;
 
@@ -160,10 +158,7 @@ impl Vars {
 
     /// Records `value` under `name`. A bad name is refused and nothing is recorded.
     pub fn set(&self, name: &str, value: impl Into<Value>) -> Result<(), VarError> {
-        let name = shared_strings::shared(&NAMES, name, |name| {
-            validate_name(name)?;
-            Ok(Arc::from(name))
-        })?;
+        let name = shared_strings::shared(&NAMES, name, validate_name)?;
         let value = value.into();
         let mut state = self.state();
         match state.entries.iter_mut().find(|(n, _)| *n == name) {
@@ -279,10 +274,7 @@ impl Vars {
     pub(crate) fn set_route_if_unknown(&self, route: &str) {
         let mut state = self.state();
         if state.route.is_none() {
-            let shared = shared_strings::shared(&ROUTES, route, |r| {
-                Ok::<_, std::convert::Infallible>(Arc::from(r))
-            });
-            state.route = Some(shared.unwrap_or_else(|never| match never {}));
+            state.route = Some(shared_strings::route(route));
         }
     }
 }
