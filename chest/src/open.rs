@@ -11,7 +11,7 @@ use crate::{Chest, Error};
 /// | URL | chest | feature |
 /// |---|---|---|
 /// | `sqlite://PATH[?table=T]` (`sqlite:///abs/path.db` for an absolute path) | [`SqliteChest`](crate::chests::sqlite::SqliteChest) | `sqlite` |
-/// | `memory://[NAME]` | [`MemoryChest`](crate::MemoryChest) | always |
+/// | `memory://[NAME][?keep=N]` | [`MemoryChest`](crate::MemoryChest) (only the newest N records held; `keep=0`: none) | always |
 /// | `mysql://USER[:PASSWORD]@HOST[:PORT]/DB[?table=T&…]` | `MySqlChest` (other parameters go to sqlx) | `mysql` |
 /// | `postgres://…` or `postgresql://…` (same shape) | `PostgresChest` | `postgres` |
 /// | `influxdb://HOST:PORT?org=O&bucket=B&token_env=VAR` (`influxdbs://` for HTTPS) | `InfluxDbChest`, v2 API | `influxdb` |

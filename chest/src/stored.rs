@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub(crate) use crate::record::format_utc_micros;
 pub(crate) use crate::record::parse_utc_micros;
 use crate::record::time_from_micros;
 use crate::series::{Series, SeriesQuery};

@@ -42,10 +42,6 @@ impl<'a> ChestUrl<'a> {
     }
 
     /// The value of query parameter `key`, if given (and marks it used).
-    #[cfg_attr(
-        not(any(feature = "sqlite", feature = "mysql", feature = "postgres", feature = "influxdb", feature = "nats")),
-        allow(dead_code) // Only `memory://` is left, and it takes no parameter.
-    )]
     pub fn param(&self, key: &str) -> Option<&str> {
         self.used.borrow_mut().push(key.to_owned());
         self.params

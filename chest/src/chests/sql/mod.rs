@@ -549,7 +549,7 @@ pub(crate) fn series_select(
     let times = [(">=", query.from_micros), ("<", query.to_micros)];
     for (op, micros) in times {
         if let Some(micros) = micros {
-            bounds.push(crate::stored::format_utc_micros(micros));
+            bounds.push(crate::record::format_utc_micros(micros));
             let p = dialect.time_parameter(bounds.len());
             sql.push_str(&format!(" AND recorded_at {op} {p}"));
         }
