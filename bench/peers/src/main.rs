@@ -1,6 +1,8 @@
 //! The peers a user would pick instead of chest, on one axum server, for `bench/peers.sh`:
 //!
 //! - `GET /bare`: the handler alone;
+//! - `GET /identity`: the same behind a route layer that does nothing (`tower_layer::Identity`):
+//!   what axum charges for any route layer, the floor of every layer here and of chest's;
 //! - `GET /axum-prometheus`: the same handler behind axum-prometheus's layer (a request counter,
 //!   a duration histogram and an in-flight gauge, in memory; `/metrics` renders them);
 //! - `GET /trace-json`: behind tower-http's `TraceLayer`, one JSON line per request written to
@@ -71,6 +73,11 @@ async fn main() {
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let app = Router::new()
         .route("/bare", get(api_endpoint))
+        .merge(
+            Router::new()
+                .route("/identity", get(api_endpoint))
+                .route_layer(tower_layer::Identity::new()),
+        )
         .merge(
             Router::new()
                 .route("/axum-prometheus", get(api_endpoint))
