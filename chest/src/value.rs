@@ -45,23 +45,18 @@ impl Value {
         }
     }
 
-    /// The text SQL chests store in `value`: a text as itself, anything else in its
-    /// [`Display`](fmt::Display) form, written into `scratch` (cleared first) when it needs
-    /// formatting. Integers skip the formatting machinery: the SQLite writer does this per row.
+    /// Appends the text SQL chests store in `value` to `out`: a text as itself, anything else in
+    /// its [`Display`](fmt::Display) form. Integers skip the formatting machinery: the SQLite
+    /// chest does this per row.
     #[cfg(any(feature = "sqlite", test))]
-    pub(crate) fn text_in<'a>(&'a self, scratch: &'a mut String) -> &'a str {
-        scratch.clear();
+    pub(crate) fn push_text(&self, out: &mut String) {
         match self {
-            Value::Text(t) => t,
-            Value::Bool(true) => "true",
-            Value::Bool(false) => "false",
-            Value::Int(i) => {
-                scratch.push_str(itoa::Buffer::new().format(*i));
-                scratch
-            }
+            Value::Text(t) => out.push_str(t),
+            Value::Bool(true) => out.push_str("true"),
+            Value::Bool(false) => out.push_str("false"),
+            Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
             other => {
-                let _ = fmt::Write::write_fmt(scratch, format_args!("{other}"));
-                scratch
+                let _ = fmt::Write::write_fmt(out, format_args!("{other}"));
             }
         }
     }
@@ -235,7 +230,9 @@ mod tests {
             Value::from("plain"),
             Value::Json(serde_json::json!({"a": [1, 2]})),
         ] {
-            assert_eq!(value.text_in(&mut scratch), value.to_string(), "{value:?}");
+            scratch.truncate(1);
+            value.push_text(&mut scratch);
+            assert_eq!(scratch[1..], value.to_string(), "{value:?}");
         }
     }
 

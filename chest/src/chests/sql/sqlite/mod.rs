@@ -32,27 +32,31 @@
 //! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
 //!
 //! # Cost
-//! The writer thread spends about 11,000 instructions a row (`bench/instructions.sh`), of which
-//! each index takes ~2,200 and SQLite's copies of the bound texts most of the rest. The bundled
+//! The writer thread spends about 9,100 instructions a row (`bench/instructions.sh`), of which
+//! each index takes ~2,200 and SQLite's copies of the bound texts most of the rest; the caller
+//! spends ~1,000 more encoding the rows (times and values formatted, texts copied into one
+//! buffer) so that the writer thread neither formats nor drops records. The bound texts take
+//! SQLite's lookaside slots (1,024 of 128 bytes per connection) instead of `malloc`. The bundled
 //! SQLite keeps memory statistics under a global mutex unless it is built with
 //! `LIBSQLITE3_FLAGS="-DSQLITE_DEFAULT_MEMSTATUS=0"` (set in a service's `.cargo/config.toml`
 //! `[env]`, as this repository does): about a tenth of those instructions.
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
 mod read;
+mod rows;
 
 use read::table_columns;
 pub use read::SqliteReader;
+use rows::Rows;
 
 use super::{self as sql, Dialect};
 use crate::chests::scheme::{Opening, Scheme};
-use crate::record::push_utc_micros;
 use crate::stored::ReadBack;
 use crate::url::ChestUrl;
 use crate::{BatchId, BoxFuture, Chest, ChestError, Error, Record, Written};
@@ -92,7 +96,7 @@ pub struct SqliteChest {
 }
 
 struct Job {
-    records: Vec<Record>,
+    rows: Rows,
     /// The batch's identity, for a [`Chest::write_batch`]: stored in the same transaction as the
     /// records, and a job whose id is there already stores nothing.
     batch: Option<BatchId>,
@@ -219,6 +223,7 @@ impl From<rusqlite::Error> for OpenError {
 
 fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, OpenError> {
     let conn = Connection::open(path)?;
+    enlarge_lookaside(&conn);
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -241,6 +246,32 @@ fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, 
     Ok(conn)
 }
 
+/// Small-allocation slots of the writer's connection: SQLite copies every bound text into memory
+/// of its own, and without a free slot (its default has ~90) each copy is a `malloc` and a
+/// `free`, ~2,000 instructions a row. A 64-row insert holds 448 bound texts.
+const LOOKASIDE_SLOTS: i32 = 1024;
+/// The size of a slot: every bound text of a row but a long value fits.
+const LOOKASIDE_SLOT_BYTES: i32 = 128;
+
+/// Gives the connection [`LOOKASIDE_SLOTS`] slots (128 KiB). A failure only costs speed.
+fn enlarge_lookaside(conn: &Connection) {
+    // SAFETY: the handle is this open connection's, used on this thread before any statement
+    // exists (so no slot is in use); SQLITE_DBCONFIG_LOOKASIDE takes a buffer pointer (null:
+    // SQLite allocates the slots) and two ints, as passed.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_config(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
+            std::ptr::null_mut::<std::ffi::c_void>(),
+            LOOKASIDE_SLOT_BYTES,
+            LOOKASIDE_SLOTS,
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        tracing::debug!(target: "chest", rc, "sqlite: the lookaside slots were not enlarged");
+    }
+}
+
 struct Writer {
     conn: Connection,
     /// `inserts[n]`: the insert statement for `n` rows.
@@ -256,12 +287,12 @@ struct Writer {
 impl Writer {
     fn run(mut self, queue: mpsc::Receiver<Job>) {
         while let Ok(first) = queue.recv() {
-            let mut rows = first.records.len();
+            let mut rows = first.rows.len();
             let mut group = vec![first];
             while rows < MAX_GROUP_ROWS {
                 match queue.try_recv() {
                     Ok(job) => {
-                        rows += job.records.len();
+                        rows += job.rows.len();
                         group.push(job);
                     }
                     Err(_) => break,
@@ -296,8 +327,7 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let now = unix_seconds(std::time::SystemTime::now());
         let mut outcomes = Vec::with_capacity(jobs.len());
-        let mut records: Vec<&Record> =
-            Vec::with_capacity(jobs.iter().map(|j| j.records.len()).sum());
+        let mut fresh_jobs = Vec::with_capacity(jobs.len());
         for job in jobs {
             let fresh = match job.batch {
                 None => true,
@@ -307,13 +337,13 @@ impl Writer {
                 }
             };
             if fresh {
-                records.extend(&job.records);
+                fresh_jobs.push(&job.rows);
                 outcomes.push(Written::Stored);
             } else {
                 outcomes.push(Written::AlreadyStored);
             }
         }
-        Self::insert(&tx, &self.inserts, &records)?;
+        Self::insert(&tx, &self.inserts, &fresh_jobs)?;
         let prune_due = self
             .pruned_at
             .is_none_or(|at| at.elapsed() >= sql::PRUNE_EVERY);
@@ -331,43 +361,37 @@ impl Writer {
     fn insert(
         tx: &rusqlite::Transaction<'_>,
         inserts: &[String],
-        records: &[&Record],
+        jobs: &[&Rows],
     ) -> rusqlite::Result<()> {
-        // The records of one request share one time: format it once.
-        let mut time: Option<SystemTime> = None;
-        let mut time_text = String::new();
-        // SQLite copies bound text, so one buffer serves every non-text value.
-        let mut value_text = String::new();
+        let mut left: usize = jobs.iter().map(|rows| rows.len()).sum();
+        let mut columns = jobs.iter().flat_map(|rows| rows.columns());
         // Every chunk but the last is full: one statement, taken from the cache once.
         let mut full = None;
-        for chunk in records.chunks(CHUNK_ROWS) {
+        while left > 0 {
+            let chunk = left.min(CHUNK_ROWS);
             let mut last = None;
-            let stmt = if chunk.len() == CHUNK_ROWS {
+            let stmt = if chunk == CHUNK_ROWS {
                 match &mut full {
                     Some(stmt) => stmt,
                     none => none.insert(tx.prepare_cached(&inserts[CHUNK_ROWS])?),
                 }
             } else {
-                last.insert(tx.prepare_cached(&inserts[chunk.len()])?)
+                last.insert(tx.prepare_cached(&inserts[chunk])?)
             };
             let mut at = 1;
-            for record in chunk {
-                if time != Some(record.time) {
-                    time = Some(record.time);
-                    time_text.clear();
-                    push_utc_micros(&mut time_text, record.unix_micros());
-                }
-                stmt.raw_bind_parameter(at, &*record.request_id)?;
-                stmt.raw_bind_parameter(at + 1, &*record.name)?;
-                stmt.raw_bind_parameter(at + 2, record.value.text_in(&mut value_text))?;
-                stmt.raw_bind_parameter(at + 3, record.value.as_f64())?;
-                stmt.raw_bind_parameter(at + 4, record.value.type_name())?;
-                stmt.raw_bind_parameter(at + 5, &*record.method)?;
-                stmt.raw_bind_parameter(at + 6, record.route.as_deref())?;
-                stmt.raw_bind_parameter(at + 7, time_text.as_str())?;
+            for row in columns.by_ref().take(chunk) {
+                stmt.raw_bind_parameter(at, row.request_id)?;
+                stmt.raw_bind_parameter(at + 1, row.name)?;
+                stmt.raw_bind_parameter(at + 2, row.value)?;
+                stmt.raw_bind_parameter(at + 3, row.value_num)?;
+                stmt.raw_bind_parameter(at + 4, row.value_type)?;
+                stmt.raw_bind_parameter(at + 5, row.method)?;
+                stmt.raw_bind_parameter(at + 6, row.route)?;
+                stmt.raw_bind_parameter(at + 7, row.recorded_at)?;
                 at += sql::INSERT_COLUMNS.len();
             }
             stmt.raw_execute()?;
+            left -= chunk;
         }
         Ok(())
     }
@@ -408,12 +432,12 @@ impl SqliteChest {
     /// Hands `records` to the writer thread and waits for its answer.
     async fn submit(
         &self,
-        records: Vec<Record>,
+        records: &[Record],
         batch: Option<BatchId>,
     ) -> Result<Written, ChestError> {
         let (done, result) = oneshot::channel();
         let job = Job {
-            records,
+            rows: Rows::new(records),
             batch,
             done,
         };
@@ -437,7 +461,7 @@ impl Chest for SqliteChest {
             if records.is_empty() {
                 return Ok(());
             }
-            self.submit(records.to_vec(), None).await.map(|_| ())
+            self.submit(records, None).await.map(|_| ())
         })
     }
 
@@ -449,7 +473,7 @@ impl Chest for SqliteChest {
         id: BatchId,
         records: &'a [Record],
     ) -> BoxFuture<'a, Result<Written, ChestError>> {
-        Box::pin(self.submit(records.to_vec(), Some(id)))
+        Box::pin(self.submit(records, Some(id)))
     }
 }
 
