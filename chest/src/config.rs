@@ -44,6 +44,8 @@
 //! overflow = "drop_oldest"             # drop_newest, reject, or "block:2s"
 //! durability = "memory"                # or "process" (survives a crash), "disk" (and power loss)
 //! sync_every = "1s"                    # process: how often the journal and spool are synced
+//! journal_segment_bytes = 8388608      # process: the size of each journal segment file
+//! journal_max_bytes = 1073741824       # process: the bound on the journal (default spool_max_bytes)
 //! backoff_initial = "100ms"
 //! backoff_max = "30s"
 //! retry_budget = "1m"
@@ -128,6 +130,8 @@ pub struct BatchConfig {
     pub overflow: Option<String>,
     pub durability: Option<String>,
     pub sync_every: Option<String>,
+    pub journal_segment_bytes: Option<usize>,
+    pub journal_max_bytes: Option<u64>,
     pub backoff_initial: Option<String>,
     pub backoff_max: Option<String>,
     pub retry_budget: Option<String>,
@@ -300,6 +304,12 @@ impl BatchConfig {
         if let Some(d) = duration("sync_every", &self.sync_every)? {
             b = b.sync_every(d);
         }
+        if let Some(n) = self.journal_segment_bytes {
+            b = b.journal_segment_bytes(n);
+        }
+        if let Some(n) = self.journal_max_bytes {
+            b = b.journal_max_bytes(n);
+        }
         let initial = duration("backoff_initial", &self.backoff_initial)?;
         let max = duration("backoff_max", &self.backoff_max)?;
         if initial.is_some() || max.is_some() {
@@ -370,6 +380,36 @@ mod tests {
         assert_eq!(pipeline.recorder.chest_names().len(), 2);
         assert_eq!(pipeline.batched.len(), 1);
         pipeline.batched[0].shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// The journal's knobs reach the builder: a journal capped below one segment protects
+    /// nothing, so every record is counted unprotected; with the defaults, none is.
+    #[cfg(feature = "batch")]
+    #[tokio::test]
+    async fn journal_knobs_take_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        for (knobs, unprotected) in [
+            ("", 0),
+            ("journal_segment_bytes = 65536\njournal_max_bytes = 4096", 2),
+        ] {
+            let text = format!(
+                "[[chest]]\nurl = \"memory://\"\n[chest.batch]\ndurability = \"process\"\n\
+                 spool = \"{}\"\n{knobs}",
+                dir.path().join(format!("spool-{unprotected}.db")).display()
+            );
+            let pipeline = Config::from_toml(&text).unwrap().build().await.unwrap();
+            let chest = &pipeline.recorder;
+            let vars = chest.begin(None);
+            vars.set("a", 1).unwrap();
+            vars.set("b", 2).unwrap();
+            assert!(!chest.finish(&vars, "GET").await.should_fail_response());
+            let stats = pipeline.batched[0].shutdown(Duration::from_secs(5)).await;
+            assert_eq!(
+                (stats.written, stats.unprotected),
+                (2, unprotected),
+                "{knobs}"
+            );
+        }
     }
 
     #[tokio::test]
