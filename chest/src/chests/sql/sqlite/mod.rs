@@ -32,12 +32,11 @@
 //! NaN and ±Inf are stored as text (`NaN`, `inf`, `-inf`) with a NULL `value_num`.
 //!
 //! # Cost
-//! The writer thread spends about 9,100 instructions a row (`bench/instructions.sh`), of which
-//! each index takes ~2,200 and SQLite's copies of the bound texts most of the rest; the caller
-//! spends ~1,000 more encoding the rows (times and values formatted, texts copied into one
-//! buffer) so that the writer thread neither formats nor drops records. The bound texts take
-//! SQLite's lookaside slots (1,024 of 128 bytes per connection) instead of `malloc`. The bundled
-//! SQLite keeps memory statistics under a global mutex unless it is built with
+//! The writer thread spends about 7,900 instructions a row (`bench/instructions.sh`), of which
+//! each index takes ~2,200; the caller spends ~1,000 more encoding the rows (times and values
+//! formatted, texts copied into one buffer) so that the writer thread neither formats nor drops
+//! records. SQLite reads the bound texts in that buffer without copying them (`SQLITE_STATIC`).
+//! The bundled SQLite keeps memory statistics under a global mutex unless it is built with
 //! `LIBSQLITE3_FLAGS="-DSQLITE_DEFAULT_MEMSTATUS=0"` (set in a service's `.cargo/config.toml`
 //! `[env]`, as this repository does): about a tenth of those instructions.
 
@@ -48,9 +47,11 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use tokio::sync::oneshot;
 
+mod insert;
 mod read;
 mod rows;
 
+use insert::Inserts;
 use read::table_columns;
 pub use read::SqliteReader;
 use rows::Rows;
@@ -182,10 +183,12 @@ impl SqliteChestBuilder {
             open(&self.path, &self.table, self.busy_timeout).map_err(|e| e.into_error(&name))?;
         let (jobs, queue) = mpsc::channel();
         let writer = Writer {
+            inserts: Inserts::new(
+                (0..=CHUNK_ROWS)
+                    .map(|rows| Dialect::Sqlite.insert(&self.table, rows))
+                    .collect(),
+            ),
             conn,
-            inserts: (0..=CHUNK_ROWS)
-                .map(|rows| Dialect::Sqlite.insert(&self.table, rows))
-                .collect(),
             claim: Dialect::Sqlite.claim_batch(&self.table),
             prune: Dialect::Sqlite.prune_batches(&self.table),
             pruned_at: None,
@@ -223,14 +226,12 @@ impl From<rusqlite::Error> for OpenError {
 
 fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, OpenError> {
     let conn = Connection::open(path)?;
-    enlarge_lookaside(&conn);
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 64 MiB of page cache: the `request_id` index takes random (UUID) keys, and once it outgrows
     // the default 2 MiB cache every insert reads pages back from the file.
     conn.pragma_update(None, "cache_size", -65_536)?;
-    conn.set_prepared_statement_cache_capacity(CHUNK_ROWS + 8);
     let columns = table_columns(&conn, table)?;
     if columns.is_empty() {
         conn.execute_batch(&Dialect::Sqlite.create_table(table))?;
@@ -246,36 +247,10 @@ fn open(path: &Path, table: &str, busy_timeout: Duration) -> Result<Connection, 
     Ok(conn)
 }
 
-/// Small-allocation slots of the writer's connection: SQLite copies every bound text into memory
-/// of its own, and without a free slot (its default has ~90) each copy is a `malloc` and a
-/// `free`, ~2,000 instructions a row. A 64-row insert holds 448 bound texts.
-const LOOKASIDE_SLOTS: i32 = 1024;
-/// The size of a slot: every bound text of a row but a long value fits.
-const LOOKASIDE_SLOT_BYTES: i32 = 128;
-
-/// Gives the connection [`LOOKASIDE_SLOTS`] slots (128 KiB). A failure only costs speed.
-fn enlarge_lookaside(conn: &Connection) {
-    // SAFETY: the handle is this open connection's, used on this thread before any statement
-    // exists (so no slot is in use); SQLITE_DBCONFIG_LOOKASIDE takes a buffer pointer (null:
-    // SQLite allocates the slots) and two ints, as passed.
-    let rc = unsafe {
-        rusqlite::ffi::sqlite3_db_config(
-            conn.handle(),
-            rusqlite::ffi::SQLITE_DBCONFIG_LOOKASIDE,
-            std::ptr::null_mut::<std::ffi::c_void>(),
-            LOOKASIDE_SLOT_BYTES,
-            LOOKASIDE_SLOTS,
-        )
-    };
-    if rc != rusqlite::ffi::SQLITE_OK {
-        tracing::debug!(target: "chest", rc, "sqlite: the lookaside slots were not enlarged");
-    }
-}
-
 struct Writer {
+    /// Declared before `conn`, so dropped (finalized) before it closes.
+    inserts: Inserts,
     conn: Connection,
-    /// `inserts[n]`: the insert statement for `n` rows.
-    inserts: Vec<String>,
     /// Records a batch id, unless it is there.
     claim: String,
     /// Forgets old batch ids.
@@ -343,7 +318,7 @@ impl Writer {
                 outcomes.push(Written::AlreadyStored);
             }
         }
-        Self::insert(&tx, &self.inserts, &fresh_jobs)?;
+        self.inserts.insert(&tx, &fresh_jobs)?;
         let prune_due = self
             .pruned_at
             .is_none_or(|at| at.elapsed() >= sql::PRUNE_EVERY);
@@ -356,44 +331,6 @@ impl Writer {
             self.pruned_at = Some(std::time::Instant::now());
         }
         Ok(outcomes)
-    }
-
-    fn insert(
-        tx: &rusqlite::Transaction<'_>,
-        inserts: &[String],
-        jobs: &[&Rows],
-    ) -> rusqlite::Result<()> {
-        let mut left: usize = jobs.iter().map(|rows| rows.len()).sum();
-        let mut columns = jobs.iter().flat_map(|rows| rows.columns());
-        // Every chunk but the last is full: one statement, taken from the cache once.
-        let mut full = None;
-        while left > 0 {
-            let chunk = left.min(CHUNK_ROWS);
-            let mut last = None;
-            let stmt = if chunk == CHUNK_ROWS {
-                match &mut full {
-                    Some(stmt) => stmt,
-                    none => none.insert(tx.prepare_cached(&inserts[CHUNK_ROWS])?),
-                }
-            } else {
-                last.insert(tx.prepare_cached(&inserts[chunk])?)
-            };
-            let mut at = 1;
-            for row in columns.by_ref().take(chunk) {
-                stmt.raw_bind_parameter(at, row.request_id)?;
-                stmt.raw_bind_parameter(at + 1, row.name)?;
-                stmt.raw_bind_parameter(at + 2, row.value)?;
-                stmt.raw_bind_parameter(at + 3, row.value_num)?;
-                stmt.raw_bind_parameter(at + 4, row.value_type)?;
-                stmt.raw_bind_parameter(at + 5, row.method)?;
-                stmt.raw_bind_parameter(at + 6, row.route)?;
-                stmt.raw_bind_parameter(at + 7, row.recorded_at)?;
-                at += sql::INSERT_COLUMNS.len();
-            }
-            stmt.raw_execute()?;
-            left -= chunk;
-        }
-        Ok(())
     }
 }
 
@@ -536,5 +473,111 @@ mod tests {
             ),
             220
         );
+    }
+
+    /// request_id, name, value, value_num, value_type, method, route.
+    type StoredColumns = (
+        String,
+        String,
+        String,
+        Option<f64>,
+        String,
+        String,
+        Option<String>,
+    );
+
+    /// Every column of every row comes back as written across statements of 64, 64 and 2 rows,
+    /// with a 1 MiB text, non-ASCII text, NaN and no route; an insert SQLite refuses fails its
+    /// own write with SQLite's message, and the next writes are whole (no binding outlives its
+    /// write's rows).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_of_several_statements_come_back_and_a_refused_insert_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.db");
+        let chest = SqliteChest::builder(&path).table("t").build().unwrap();
+        let big = "x".repeat(1 << 20);
+        let records: Vec<Record> = (0..130)
+            .map(|i| match i {
+                0 => Record::new("r0", "big", big.as_str(), "POST", Some("/a/{id}")),
+                1 => Record::new("r1", "ü", "naïve ✓", "GET", None),
+                2 => Record::new("r2", "nan", f64::NAN, "GET", Some("/b")),
+                i => Record::new(format!("r{i}"), "n", i, "PUT", Some("/c")),
+            })
+            .collect();
+        chest.write(&records).await.unwrap();
+        let read = |sql: &str| -> Vec<StoredColumns> {
+            let conn = Connection::open(&path).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+        };
+        let got = read(
+            "SELECT request_id, name, value, value_num, value_type, method, route FROM t \
+             ORDER BY unique_id",
+        );
+        let expected: Vec<_> = records
+            .iter()
+            .map(|r| {
+                (
+                    r.request_id.to_string(),
+                    r.name.to_string(),
+                    r.value.to_string(),
+                    r.value.as_f64(),
+                    r.value.type_name().to_owned(),
+                    r.method.to_string(),
+                    r.route.as_deref().map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(got.len(), 130);
+        // Compared as text: NaN is not equal to itself.
+        assert_eq!(format!("{got:?}"), format!("{expected:?}"));
+        assert_eq!(got[0].2.len(), 1 << 20);
+
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON t WHEN NEW.name = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom is refused'); END;",
+        )
+        .unwrap();
+        let refused: Vec<Record> = (0..70)
+            .map(|i| Record::new("bad", if i == 66 { "boom" } else { "ok" }, i, "GET", None))
+            .collect();
+        let fine: Vec<Record> = (0..70)
+            .map(|i| Record::new("good", "ok", i, "GET", None))
+            .collect();
+        let (bad, good) = tokio::join!(chest.write(&refused), chest.write(&fine));
+        let error = bad.unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Permanent);
+        assert!(error.to_string().contains("boom is refused"), "{error}");
+        good.unwrap();
+        chest.write(&fine).await.unwrap();
+        assert_eq!(
+            count(&path, "SELECT COUNT(*) FROM t WHERE request_id = 'bad'"),
+            0
+        );
+        assert_eq!(
+            count(&path, "SELECT COUNT(*) FROM t WHERE request_id = 'good'"),
+            140
+        );
+        let good = read(
+            "SELECT request_id, name, value, value_num, value_type, method, route FROM t \
+             WHERE request_id = 'good' ORDER BY unique_id",
+        );
+        for (i, row) in good.iter().enumerate() {
+            assert_eq!(row.2, (i % 70).to_string());
+        }
     }
 }
