@@ -6,7 +6,8 @@
 # Runs ROUNDS (default 3) rounds; each round measures A then B the way bench/overhead.sh does
 # (PAIRS alternating /bare and /api-endpoint pairs on a fresh database), and prints both
 # overhead ratios. Last lines: the median ratio of each binary and B's median ÷ A's. Give the
-# same binary twice for an A/A pair (the noise). Knobs as bench/lib.sh (PAIRS defaults to 8 here).
+# same binary twice for an A/A pair (the noise). Knobs as bench/lib.sh (PAIRS defaults to 8 here);
+# DB=URL gives the demo another chest (default a fresh SQLite file), e.g. DB='memory://?keep=0'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 BINARY_A BINARY_B [demo args]" >&2; exit 2; }
@@ -18,7 +19,7 @@ ROUNDS=${ROUNDS:-3}
 ratios_a=() ratios_b=()
 one() {
   rm -f "$bench_work"/bench.db*
-  bench_start "chest demo ($1)" "$1" demo --addr 127.0.0.1:0 --db "$bench_work/bench.db" "${@:2}" >&2
+  bench_start "chest demo ($1)" "$1" demo --addr 127.0.0.1:0 --db "${DB:-$bench_work/bench.db}" "${@:2}" >&2
   bench_pairs "$url/bare" "$url/api-endpoint" >&2
   bench_stop
   awk -v c="$(median "${layered[@]}")" -v b="$(median "${bare[@]}")" 'BEGIN {printf "%.3f", c / b}'

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
+
+use super::sharded::{self, ShardedCounter, ShardedHistogram};
 
 /// The `route` label of requests that matched no route. Route templates start with `/`, so it
 /// cannot be mistaken for one.
@@ -48,21 +48,25 @@ impl Kind {
         }
     }
 
-    fn new_metric(&self) -> Metric {
+    /// A new metric of this kind, its histogram or counter in `shards` per-thread shards.
+    fn new_metric(&self, shards: usize) -> Metric {
         match self {
-            Kind::Histogram(buckets) => Metric::Histogram(Histogram::new(buckets.iter().copied())),
+            Kind::Histogram(bounds) => {
+                Metric::Histogram(ShardedHistogram::new(Arc::clone(bounds), shards))
+            }
             Kind::Gauge => Metric::Gauge(Gauge::default()),
-            Kind::Counter => Metric::Counter(Counter::default()),
+            Kind::Counter => Metric::Counter(ShardedCounter::new(shards)),
         }
     }
 }
 
-/// One series' metric. Each is internally synchronised: observing needs only `&self`.
+/// One series' metric. Each is internally synchronised: observing needs only `&self`. A gauge
+/// keeps the last value, which shards could not tell, so it stays one atomic.
 #[derive(Debug)]
 enum Metric {
-    Histogram(Histogram),
+    Histogram(ShardedHistogram),
     Gauge(Gauge<f64, AtomicU64>),
-    Counter(Counter<f64, AtomicU64>),
+    Counter(ShardedCounter),
 }
 
 impl Metric {
@@ -112,6 +116,8 @@ pub(crate) struct Family {
     help: String,
     kind: Kind,
     series_cap: usize,
+    /// Per-thread shards of each histogram and counter ([`sharded::shard_count`]).
+    shards: usize,
     series: RwLock<SeriesMap>,
     /// How many series `series` holds; changed only under its write lock.
     series_count: AtomicUsize,
@@ -122,12 +128,14 @@ pub(crate) struct Family {
 
 impl Family {
     pub(crate) fn new(name: String, help: String, kind: Kind, series_cap: usize) -> Self {
+        let shards = sharded::shard_count();
         Family {
-            overflow: kind.new_metric(),
+            overflow: kind.new_metric(shards),
             name,
             help,
             kind,
             series_cap,
+            shards,
             series: RwLock::default(),
             series_count: AtomicUsize::new(0),
             overflowed: AtomicU64::new(0),
@@ -176,7 +184,7 @@ impl Family {
             let count = self.series_count.load(Ordering::Acquire);
             if count < self.series_cap {
                 let route = route.cloned().unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
-                let metric = self.kind.new_metric();
+                let metric = self.kind.new_metric(self.shards);
                 metric.observe(value);
                 series
                     .entry(Arc::clone(method))

@@ -100,6 +100,7 @@ mod exposition;
 mod family;
 mod names;
 mod push;
+mod sharded;
 mod source;
 
 pub use chest::{PrometheusChest, PrometheusChestBuilder};
