@@ -512,6 +512,67 @@ fn negative_counter_values_are_refused_and_the_others_observed() {
     assert_eq!(skipped(&m, "negative_counter"), 2.0);
 }
 
+/// Records sharing their strings, as the layers make them, take the per-thread series cache:
+/// every observation still counts once, in its own chest and series; a negative counter value
+/// and a text value met there are refused and skipped as without it.
+#[test]
+fn records_with_shared_strings_count_once_per_chest_and_series() {
+    let build = || PrometheusChest::builder().counter("sold").build().unwrap();
+    let (first, second) = (build(), build());
+    let (name, latency): (Arc<str>, Arc<str>) = (Arc::from("sold"), Arc::from("latency_ms"));
+    let (post, get): (Arc<str>, Arc<str>) = (Arc::from("POST"), Arc::from("GET"));
+    let route: Arc<str> = Arc::from("/buy");
+    let shared = |name: &Arc<str>, value: Value, method: &Arc<str>, route: Option<&Arc<str>>| {
+        let mut record = Record::new("req-1", "x", value, "GET", None);
+        record.name = Arc::clone(name);
+        record.method = Arc::clone(method);
+        record.route = route.cloned();
+        record
+    };
+    for _ in 0..100 {
+        write(
+            &first,
+            &[shared(&name, Value::from(2), &post, Some(&route))],
+        )
+        .unwrap();
+        write(
+            &second,
+            &[shared(&name, Value::from(1), &post, Some(&route))],
+        )
+        .unwrap();
+        write(
+            &first,
+            &[shared(&latency, Value::from(5.0), &get, Some(&route))],
+        )
+        .unwrap();
+        write(&first, &[shared(&latency, Value::from(7.0), &get, None)]).unwrap();
+    }
+    let refused = write(
+        &first,
+        &[shared(&name, Value::from(-1), &post, Some(&route))],
+    );
+    assert_eq!(refused.unwrap_err().kind(), ErrorKind::Permanent);
+    write(
+        &first,
+        &[shared(&name, Value::from("text"), &post, Some(&route))],
+    )
+    .unwrap();
+
+    let m = scrape(&first);
+    let buy = |method| [("method", method), ("route", "/buy")];
+    assert_eq!(m.value("chest_sold_total", &buy("POST")), Some(200.0));
+    assert_eq!(m.value("chest_latency_ms_count", &buy("GET")), Some(100.0));
+    assert_eq!(m.value("chest_latency_ms_sum", &buy("GET")), Some(500.0));
+    let unmatched = [("method", "GET"), ("route", "unmatched")];
+    assert_eq!(m.value("chest_latency_ms_sum", &unmatched), Some(700.0));
+    assert_eq!(skipped(&m, "negative_counter"), 1.0);
+    assert_eq!(skipped(&m, "text"), 1.0);
+    assert_eq!(
+        scrape(&second).value("chest_sold_total", &buy("POST")),
+        Some(100.0)
+    );
+}
+
 /// A tracing writer that keeps what is logged.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

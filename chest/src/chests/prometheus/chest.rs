@@ -13,8 +13,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::family::{label_set, Family, FastMap, Kind};
-use super::names;
 use super::source::{self, MetricSource};
+use super::{names, series_cache};
 use crate::{BoxFuture, Chest, ChestError, Error, Record, Value};
 
 /// Prometheus' default histogram buckets (those of the Go client).
@@ -233,6 +233,7 @@ impl PrometheusChestBuilder {
     /// The chest of checked settings.
     fn assemble(self, default_buckets: Arc<[f64]>, variables: Variables) -> PrometheusChest {
         let shared = Arc::new(Shared {
+            number: series_cache::chest_number(),
             name: Arc::from(self.name),
             prefix: self.prefix,
             constant_labels: self.constant_labels,
@@ -481,6 +482,8 @@ struct Variables {
 /// The state every clone of a chest shares.
 #[derive(Debug)]
 pub(super) struct Shared {
+    /// This chest's number in the per-thread series cache ([`series_cache`]).
+    number: u64,
     name: Arc<str>,
     prefix: String,
     pub(super) constant_labels: Vec<(String, String)>,
@@ -535,6 +538,20 @@ impl Shared {
 
     /// Observes one record. `Err` describes a refused record (a negative value for a counter).
     fn observe(&self, record: &Record) -> Result<(), String> {
+        // The series this thread observed the same strings in: a value it takes is observed
+        // there; anything else (a refusal to count) goes the whole way below.
+        let value = record.value.as_f64();
+        let cached =
+            series_cache::with_series(self.number, record, |metric, counter| match value {
+                Some(value) if !(counter && value < 0.0) => {
+                    metric.observe(value);
+                    true
+                }
+                _ => false,
+            });
+        if cached == Some(true) {
+            return Ok(());
+        }
         let variables = self.variables();
         let Some(variable) = variables.by_variable.get(&*record.name) else {
             drop(variables);
@@ -568,7 +585,10 @@ impl Shared {
                 &*record.name
             ));
         }
-        family.observe(&record.method, record.route.as_ref(), value);
+        if let Some(series) = family.observe(&record.method, record.route.as_ref(), value) {
+            let counter = *family.kind() == Kind::Counter;
+            series_cache::keep(self.number, record, series, counter);
+        }
         Ok(())
     }
 

@@ -63,14 +63,14 @@ impl Kind {
 /// One series' metric. Each is internally synchronised: observing needs only `&self`. A gauge
 /// keeps the last value, which shards could not tell, so it stays one atomic.
 #[derive(Debug)]
-enum Metric {
+pub(crate) enum Metric {
     Histogram(ShardedHistogram),
     Gauge(Gauge<f64, AtomicU64>),
     Counter(ShardedCounter),
 }
 
 impl Metric {
-    fn observe(&self, value: f64) {
+    pub(crate) fn observe(&self, value: f64) {
         match self {
             Metric::Histogram(h) => h.observe(value),
             Metric::Gauge(g) => {
@@ -102,7 +102,7 @@ pub(crate) fn label_set<'a, const N: usize>(
 
 /// Series by method, then by route label: two levels so a lookup borrows the record's strings
 /// instead of building a key.
-type SeriesMap = FastMap<Arc<str>, FastMap<Arc<str>, Metric>>;
+type SeriesMap = FastMap<Arc<str>, FastMap<Arc<str>, Arc<Metric>>>;
 
 /// The chest's maps, looked up on every observation with keys chest chose (variable names,
 /// methods, matched routes): foldhash instead of SipHash, which took half of an observation's
@@ -162,14 +162,22 @@ impl Family {
 
     /// Observes `value` in the series of (`method`, `route`), creating it while the family has
     /// fewer than the cap, else in the overflow series. `value` is finite, and not negative for
-    /// a counter.
-    pub(crate) fn observe(&self, method: &Arc<str>, route: Option<&Arc<str>>, value: f64) {
+    /// a counter. The series observed, unless it was the overflow series.
+    pub(crate) fn observe(
+        &self,
+        method: &Arc<str>,
+        route: Option<&Arc<str>>,
+        value: f64,
+    ) -> Option<Arc<Metric>> {
         let route_label = route.map_or(UNMATCHED_ROUTE, |r| &**r);
+        let observed = |metric: &Arc<Metric>| {
+            metric.observe(value);
+            Some(Arc::clone(metric))
+        };
         {
             let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(metric) = series.get(&**method).and_then(|m| m.get(route_label)) {
-                metric.observe(value);
-                return;
+                return observed(metric);
             }
         }
         // A new label set. Once the cap is reached no write lock is taken, so a flood of new
@@ -178,24 +186,23 @@ impl Family {
             let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
             // Another writer may have created it, or reached the cap, since the read above.
             if let Some(metric) = series.get(&**method).and_then(|m| m.get(route_label)) {
-                metric.observe(value);
-                return;
+                return observed(metric);
             }
             let count = self.series_count.load(Ordering::Acquire);
             if count < self.series_cap {
                 let route = route.cloned().unwrap_or_else(|| Arc::from(UNMATCHED_ROUTE));
-                let metric = self.kind.new_metric(self.shards);
-                metric.observe(value);
+                let metric = Arc::new(self.kind.new_metric(self.shards));
                 series
                     .entry(Arc::clone(method))
                     .or_default()
-                    .insert(route, metric);
+                    .insert(route, Arc::clone(&metric));
                 self.series_count.store(count + 1, Ordering::Release);
-                return;
+                return observed(&metric);
             }
         }
         self.overflow.observe(value);
         self.overflowed.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Writes the family (nothing when it has no observation yet), its series sorted by method
@@ -211,7 +218,7 @@ impl Family {
             .flat_map(|(method, routes)| {
                 routes
                     .iter()
-                    .map(move |(route, metric)| (&**method, &**route, metric))
+                    .map(move |(route, metric)| (&**method, &**route, &**metric))
             })
             .collect();
         let overflowed = self.overflowed() > 0;

@@ -100,6 +100,7 @@ mod exposition;
 mod family;
 mod names;
 mod push;
+mod series_cache;
 mod sharded;
 mod source;
 
