@@ -14,17 +14,18 @@
 #
 #   bench/peers.sh [extra `chest demo` args, e.g. --no-prometheus]
 #
-# Knobs (env): PAIRS (default 12), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s); see
-# bench/lib.sh. Honours CARGO_TARGET_DIR (the peers crate is built outside the workspace, into the
+# Knobs (env): CHEST (a `chest` binary to measure instead of building this tree's, e.g. an
+# older commit's), PAIRS (default 12), DURATION (2s), THREADS (2), CONNECTIONS (32), WARMUP (3s);
+# see bench/lib.sh. Honours CARGO_TARGET_DIR (the peers crate is built outside the workspace, into the
 # same target dir when it is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PAIRS=${PAIRS:-12}
 . bench/lib.sh
 
-cargo build --release -q -p chest-cli
+[ -n "${CHEST:-}" ] || cargo build --release -q -p chest-cli
 (cd bench/peers && cargo build --release -q --locked)
-chest="${CARGO_TARGET_DIR:-target}/release/chest"
+chest=${CHEST:-${CARGO_TARGET_DIR:-target}/release/chest}
 peers="${CARGO_TARGET_DIR:-bench/peers/target}/release/chest-peers"
 bench_start "chest demo" "$chest" demo --addr 127.0.0.1:0 --db "$bench_work/bench.db" "$@"
 chest_pid=$bench_server chest_url=$url
