@@ -475,17 +475,6 @@ mod tests {
         );
     }
 
-    /// request_id, name, value, value_num, value_type, method, route.
-    type StoredColumns = (
-        String,
-        String,
-        String,
-        Option<f64>,
-        String,
-        String,
-        Option<String>,
-    );
-
     /// Every column of every row comes back as written across statements of 64, 64 and 2 rows,
     /// with a 1 MiB text, non-ASCII text, NaN and no route; an insert SQLite refuses fails its
     /// own write with SQLite's message, and the next writes are whole (no binding outlives its
@@ -505,7 +494,7 @@ mod tests {
             })
             .collect();
         chest.write(&records).await.unwrap();
-        let read = |sql: &str| -> Vec<StoredColumns> {
+        let read = |sql: &str| -> Vec<rows::ExpectedColumns> {
             let conn = Connection::open(&path).unwrap();
             let mut stmt = conn.prepare(sql).unwrap();
             stmt.query_map([], |r| {
@@ -527,20 +516,7 @@ mod tests {
             "SELECT request_id, name, value, value_num, value_type, method, route FROM t \
              ORDER BY unique_id",
         );
-        let expected: Vec<_> = records
-            .iter()
-            .map(|r| {
-                (
-                    r.request_id.to_string(),
-                    r.name.to_string(),
-                    r.value.to_string(),
-                    r.value.as_f64(),
-                    r.value.type_name().to_owned(),
-                    r.method.to_string(),
-                    r.route.as_deref().map(str::to_owned),
-                )
-            })
-            .collect();
+        let expected: Vec<_> = records.iter().map(rows::expected_columns).collect();
         assert_eq!(got.len(), 130);
         // Compared as text: NaN is not equal to itself.
         assert_eq!(format!("{got:?}"), format!("{expected:?}"));
