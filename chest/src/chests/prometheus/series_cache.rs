@@ -5,7 +5,9 @@
 //!
 //! An entry holds clones of the `Arc`s it is keyed by, so no key's address can be reused by
 //! another string while the entry is there, and the chest's number, so two chests never share
-//! an entry. Series are never removed from a chest, so an entry never goes stale.
+//! an entry. Series are never removed from a chest, so an entry never goes stale. An entry of a
+//! chest that was dropped keeps its series' memory until another series takes its slot (at most
+//! [`SLOTS`] entries a thread).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
