@@ -89,3 +89,40 @@ pub(super) fn keep(chest: u64, record: &Record, metric: Arc<Metric>, counter: bo
     // Without a table (the thread is being torn down), nothing is kept.
     let _ = ENTRIES.try_with(|entries| entries.borrow_mut()[slot(chest, record)] = Some(entry));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gauge() -> Arc<Metric> {
+        Arc::new(Metric::Gauge(Default::default()))
+    }
+
+    /// Two chests whose entries for the same strings share a slot never see each other's; other
+    /// strings with the same text are a miss, and a route must match too.
+    #[test]
+    fn an_entry_is_found_by_its_chest_and_the_identity_of_its_strings() {
+        let record = Record::new("r", "n", 1, "GET", Some("/a"));
+        let (first, second) = (1000, 1000 + SLOTS as u64);
+        assert_eq!(slot(first, &record), slot(second, &record));
+        keep(first, &record, gauge(), true);
+        assert_eq!(
+            with_series(first, &record, |_, counter| counter),
+            Some(true)
+        );
+        assert_eq!(with_series(second, &record, |_, _| ()), None);
+        // The same texts in other `Arc`s: not the same strings.
+        let lookalike = Record::new("r", "n", 1, "GET", Some("/a"));
+        assert_eq!(with_series(first, &lookalike, |_, _| ()), None);
+        let mut no_route = record.clone();
+        no_route.route = None;
+        assert_eq!(with_series(first, &no_route, |_, _| ()), None);
+        // The second chest takes the slot: the first no longer finds its entry there.
+        keep(second, &record, gauge(), false);
+        assert_eq!(
+            with_series(second, &record, |_, counter| counter),
+            Some(false)
+        );
+        assert_eq!(with_series(first, &record, |_, _| ()), None);
+    }
+}
