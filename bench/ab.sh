@@ -18,8 +18,10 @@ PAIRS=${PAIRS:-8}
 ROUNDS=${ROUNDS:-3}
 ratios_a=() ratios_b=()
 one() {
-  rm -f "$bench_work"/bench.db*
-  bench_start "chest demo ($1)" "$1" demo --addr 127.0.0.1:0 --db "${DB:-$bench_work/bench.db}" "${@:2}" >&2
+  rm -f "$bench_work"/bench.db* "$bench_work"/chest-demo.spool*
+  # In the scratch folder, where a demo writing to a non-file chest keeps its spool.
+  bench_start "chest demo ($1)" env -C "$bench_work" "$(realpath "$1")" demo --addr 127.0.0.1:0 \
+    --db "${DB:-$bench_work/bench.db}" "${@:2}" >&2
   bench_pairs "$url/bare" "$url/api-endpoint" >&2
   bench_stop
   awk -v c="$(median "${layered[@]}")" -v b="$(median "${bare[@]}")" 'BEGIN {printf "%.3f", c / b}'
