@@ -573,7 +573,7 @@ impl Shared {
                 return Ok(());
             }
         };
-        let Some(value) = record.value.as_f64() else {
+        let Some(value) = value else {
             self.skip(variable, SkipReason::of(&record.value), &record.name);
             return Ok(());
         };
